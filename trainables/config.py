@@ -1,0 +1,164 @@
+"""TrialConfig: everything one trial needs, with defaults, units and validation in one place.
+
+A Ray Tune trial receives a plain dict (the space's sample); `TrialConfig.from_dict` validates it and
+rejects unknown keys, so a typo in a space definition fails before any trial starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from trainables.errors import ConfigError
+from trainables.schema import NORMS
+
+DATASETS = ("gaussian", "teacher", "digits", "fashion_mnist", "mnist", "cifar10")
+MODELS = ("fcn", "cnn", "resnet18")
+# Training-time regularizers, post-hoc operations, and "none".
+COMPRESSIONS = (
+    "none",
+    "l1",
+    "group_lasso",
+    "row_sparsity",
+    "nuclear",
+    "rank",
+    "prune_rows",
+    "svd_truncate",
+)
+ATTACKS = ("pgd", "apgd-ce", "apgd-dlr", "autoattack")
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    # data
+    dataset: str = "digits"
+    data_dir: str | None = None  # None: the dataset's default location
+    n_train: int | None = None  # None: the whole training split
+    n_test: int | None = None  # evaluation split size (clean accuracy)
+    n_eval: int = 256  # samples attacked / certified per epoch
+    classes: tuple[int, ...] | None = None  # keep only these classes (relabelled 0..k-1)
+    # model
+    model: str = "fcn"
+    width: int = 256
+    depth: int = 1  # hidden layers (FCN) — the encoder has `depth` layers, then the head
+    rank: int | None = None  # explicit rank of every hidden layer (FCN) / conv (CNN, ResNet)
+    # compression
+    compression: str = "none"
+    strength: float = 0.0  # regularizer weight (l1, group_lasso, row_sparsity, nuclear)
+    proximal: bool = False  # group_lasso / l1: proximal step after each update (exact zeros)
+    keep_frac: float = 1.0  # prune_rows / svd_truncate: fraction of rows / singular values kept
+    weight_scale: float = 1.0  # multiply encoder weights after training (UAP control)
+    # evaluation
+    norms: tuple[str, ...] = ("linf",)
+    eps_linf: tuple[float, ...] = (0.01, 0.02, 0.04)
+    eps_l2: tuple[float, ...] = (0.1, 0.25, 0.5)
+    attack: str = "pgd"
+    attack_steps: int = 20
+    attack_restarts: int = 1
+    r_emp_samples: int = 64  # samples whose minimal adversarial eps is found by bisection
+    uap: bool = False  # also report universal-perturbation fooling rate
+    eval_every: int = 1  # attack / certify every n epochs (and always at the last)
+    # adversarial training
+    at_eps: float = 0.0  # 0 disables adversarial training
+    at_norm: str = "linf"
+    at_steps: int = 7
+    at_frac: float = 1.0  # fraction of each batch replaced by adversarial examples
+    # transfer: pretrain the encoder on `pretrain_classes`, then fine-tune on `classes`
+    pretrain_classes: tuple[int, ...] | None = None
+    pretrain_epochs: int = 0
+    freeze_encoder: bool = False
+    # optimization
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    seed: int = 0
+    device: str = "cpu"  # "cpu", "cuda", or "auto" (cuda when available)
+    threads: int | None = None  # torch intra-op threads; None leaves torch's default
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrialConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown trial option(s) {unknown}; valid options are {sorted(known)}"
+            )
+        cooked = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in values:
+                continue
+            v = values[f.name]
+            if f.name in _TUPLE_FIELDS and v is not None:
+                v = tuple(v) if isinstance(v, (list, tuple)) else (v,)
+            cooked[f.name] = v
+        return cls(**cooked)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def eps_for(self, norm: str) -> tuple[float, ...]:
+        return self.eps_linf if norm == "linf" else self.eps_l2
+
+    def __post_init__(self) -> None:
+        _one_of("dataset", self.dataset, DATASETS)
+        _one_of("model", self.model, MODELS)
+        _one_of("compression", self.compression, COMPRESSIONS)
+        _one_of("attack", self.attack, ATTACKS)
+        _one_of("optimizer", self.optimizer, OPTIMIZERS)
+        _one_of("at_norm", self.at_norm, NORMS)
+        if not self.norms:
+            raise ConfigError("norms must name at least one of ['linf', 'l2'], but got ()")
+        for n in self.norms:
+            _one_of("norms", n, NORMS)
+        for name in ("eps_linf", "eps_l2"):
+            for e in getattr(self, name):
+                if not (e >= 0):  # also rejects NaN
+                    raise ConfigError(f"{name} must hold eps >= 0 (pixel units), but got {e}")
+        for name in ("width", "depth", "epochs", "batch_size", "n_eval", "attack_steps",
+                     "attack_restarts", "eval_every", "at_steps"):
+            _at_least(name, getattr(self, name), 1)
+        for name in ("n_train", "n_test", "threads", "rank"):
+            if getattr(self, name) is not None:
+                _at_least(name, getattr(self, name), 1)
+        _at_least("r_emp_samples", self.r_emp_samples, 0)
+        _at_least("pretrain_epochs", self.pretrain_epochs, 0)
+        for name in ("strength", "at_eps", "weight_decay", "momentum"):
+            if not (getattr(self, name) >= 0):
+                raise ConfigError(f"{name} must be >= 0, but got {getattr(self, name)}")
+        if not (self.lr > 0):
+            raise ConfigError(f"lr must be > 0, but got {self.lr}")
+        if not (self.weight_scale > 0):
+            raise ConfigError(f"weight_scale must be > 0, but got {self.weight_scale}")
+        for name in ("keep_frac", "at_frac"):
+            v = getattr(self, name)
+            if not (0 < v <= 1):
+                raise ConfigError(f"{name} must be in (0, 1], but got {v}")
+        if self.rank is not None and self.rank > self.width:
+            raise ConfigError(
+                f"rank must be <= width ({self.width}), but got {self.rank}; lower rank or raise width"
+            )
+        if self.compression == "rank" and self.rank is None:
+            raise ConfigError("compression 'rank' needs rank set (explicit rank of hidden layers)")
+        if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, but got {self.device!r}")
+
+
+_TUPLE_FIELDS = {"norms", "eps_linf", "eps_l2", "classes", "pretrain_classes"}
+
+
+def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {list(allowed)}, but got {value!r}")
+
+
+def _at_least(name: str, value: Any, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, but got {value!r}")
+
+
+__all__ = ["TrialConfig", "DATASETS", "MODELS", "COMPRESSIONS", "ATTACKS"]
