@@ -1,0 +1,36 @@
+"""Compression kind -> class. Adding a knob: one module, one line in COMPRESSION_KINDS."""
+
+from __future__ import annotations
+
+from trainables.compression._base import Compression
+from trainables.compression.group_lasso import GroupLasso
+from trainables.compression.l1 import L1Penalty
+from trainables.compression.none import NoCompression
+from trainables.compression.nuclear import NuclearNorm
+from trainables.compression.prune_rows import PruneRows
+from trainables.compression.rank import ExplicitRank
+from trainables.compression.row_sparsity import RowSparsity
+from trainables.compression.svd_truncate import SvdTruncate
+from trainables.errors import ConfigError
+
+COMPRESSION_KINDS: dict[str, type[Compression]] = {
+    cls.kind: cls
+    for cls in (
+        NoCompression,
+        L1Penalty,
+        GroupLasso,
+        RowSparsity,
+        NuclearNorm,
+        ExplicitRank,
+        PruneRows,
+        SvdTruncate,
+    )
+}
+
+
+def get_compression(
+    kind: str, *, strength: float = 0.0, proximal: bool = False, keep_frac: float = 1.0
+) -> Compression:
+    if kind not in COMPRESSION_KINDS:
+        raise ConfigError(f"compression must be one of {list(COMPRESSION_KINDS)}, but got {kind!r}")
+    return COMPRESSION_KINDS[kind](strength=strength, proximal=proximal, keep_frac=keep_frac)

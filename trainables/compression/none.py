@@ -1,0 +1,7 @@
+"""No compression: the baseline."""
+
+from trainables.compression._base import Compression
+
+
+class NoCompression(Compression):
+    kind = "none"

@@ -1,0 +1,8 @@
+"""Explicit rank: structural. The model is built with `rank` (see trainables.models), so training
+and evaluation need nothing from the knob itself."""
+
+from trainables.compression._base import Compression
+
+
+class ExplicitRank(Compression):
+    kind = "rank"
