@@ -14,11 +14,16 @@ from torch import nn
 
 
 def _he_factors(u: torch.Tensor, v: torch.Tensor, fan_in: int) -> None:
-    """Entries of u @ v get variance 2 / fan_in (He init, as for the plain layers)."""
+    """Entries of u @ v get variance 2 / fan_in (He init, as for the plain layers).
+
+    Both factors get the same scale: with unbalanced factors the larger one multiplies the
+    other's gradient, and SGD at an ordinary learning rate diverges at small ranks.
+    """
     rank = u.shape[1]
+    scale = (2.0 / (fan_in * rank)) ** 0.25
     with torch.no_grad():
-        v.normal_(0.0, 1.0 / math.sqrt(fan_in))
-        u.normal_(0.0, math.sqrt(2.0 / rank))
+        v.normal_(0.0, scale)
+        u.normal_(0.0, scale)
 
 
 def _balanced_factors(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
