@@ -1,0 +1,340 @@
+"""The run report: `python -m analysis.report RUN_DIR` writes RUN_DIR/report/ with index.html
+(figures referenced by relative path, tables inline), report.md, figures/*.png and the CSV table
+behind every figure in tables/. A figure whose data the run lacks is skipped with a sentence."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from analysis import plots
+from analysis._cli import fail
+from analysis._render import Section, html_page, markdown
+from analysis.band import band_table, band_violations
+from analysis.bound import GAP_QUANTITIES, bound_correlations, violations
+from analysis.frontier import PARAMETERS, fit_frontiers
+from analysis.store import Tables, load
+from analysis.trend import NEAR_BEST_CLEAN, trend_table
+from analysis.views import (
+    ANALYSED_STATUSES,
+    COMP_MEASURES,
+    config_columns,
+    final_robustness,
+    seed_means,
+    trial_columns,
+    uap_robustness,
+    varying_settings,
+)
+from trainables import schema
+from trainables.errors import SweepError
+
+REPORT_DIR = "report"
+HEADLINE_MEASURE = "spectral_comp"
+
+
+@dataclass(frozen=True)
+class _Output:
+    root: Path
+
+    def table(self, name: str, frame: pl.DataFrame) -> str:
+        frame.write_csv(self.root / "tables" / f"{name}.csv")
+        return f"tables/{name}.csv"
+
+    def figure(self, name: str) -> tuple[Path, str]:
+        return self.root / "figures" / f"{name}.png", f"figures/{name}.png"
+
+
+def write_report(run_dir: str | os.PathLike[str], n_boot: int = 200, seed: int = 0) -> Path:
+    """Validate the store, compute every table, draw every figure; returns report/index.html."""
+    run_dir = Path(run_dir)
+    tables = load(run_dir)  # raises a one-line StoreError before anything is written
+    out = _Output(run_dir / REPORT_DIR)
+    for sub, pattern in (("figures", "*.png"), ("tables", "*.csv")):
+        (out.root / sub).mkdir(parents=True, exist_ok=True)
+        for stale in (out.root / sub).glob(pattern):
+            stale.unlink()
+    settings = varying_settings(tables)
+    final = final_robustness(tables).with_columns(_setting_label(settings)).collect()
+    sections = [_summary(tables, out)]
+    if final.height == 0:
+        sections.append(Section("Robustness", [
+            ("No completed trial has robustness rows yet, so the accuracy, frontier, bound, "
+            "trend and alignment figures are skipped.")
+        ]))
+    else:
+        config = config_columns(tables)
+        sections += [_band(final, config, m, out) for m in COMP_MEASURES]
+        sections += [_frontier(final, config, settings, m, n_boot, seed, out)
+                     for m in COMP_MEASURES]
+        if settings:
+            sections.append(_frontier_per_setting(final, config, settings, n_boot, seed, out))
+        sections += [_bound(tables, final, out), _trend(final, settings, out),
+                     _alignment(final, config, out)]
+    sections += [_layers(tables, out), _uap(tables, out)]
+    title = f"Compressibility vs robustness: {', '.join(r.run_id for r in tables.runs)}"
+    spec = tables.runs[0].spec
+    intro = [(f"space {spec.get('space', '?')}, scale {spec.get('scale', '?')}; "
+             f"run directory {run_dir}. Accuracies are fractions in [0, 1].")]
+    (out.root / "report.md").write_text(markdown(title, intro, sections))
+    index = out.root / "index.html"
+    index.write_text(html_page(title, intro, sections))
+    return index
+
+
+def _setting_label(settings: list[str]) -> pl.Expr:
+    if not settings:
+        return pl.lit("").alias("setting")
+    parts = [pl.format(f"{name}={{}}", pl.col(name).cast(pl.String)) for name in settings]
+    return pl.concat_str(parts, separator=", ").fill_null("").alias("setting")
+
+
+def _usable(frame: pl.DataFrame, column: str) -> bool:
+    values = frame[column]
+    return values.drop_nulls().drop_nans().len() > 0 if values.dtype.is_float() else False
+
+
+def _summary(tables: Tables, out: _Output) -> Section:
+    counts = tables.trials.group_by("status").agg(pl.len().alias("trials")).sort("status").collect()
+    rows = pl.DataFrame({
+        "table": list(tables.frames()),
+        "rows": [f.select(pl.len()).collect().item() for f in tables.frames().values()],
+    })
+    bound_bad = violations(tables).collect()
+    band_bad = band_violations(tables).collect()
+    section = Section("Run summary", [
+        (f"Analysed: trials with status {', '.join(ANALYSED_STATUSES)}, at their "
+        "last evaluated epoch; attacks at the same (trial, norm, eps) are combined by taking the "
+        "lowest robust accuracy (each attack is an upper bound on true robust accuracy)."),
+        (f"Invariant checks over every robustness row: {bound_bad.height} row(s) with measured "
+        f"CE gap above the loss-gap bound, {band_bad.height} row(s) breaking certified <= "
+        "attacked <= clean. Both must be 0; a nonzero count is a bug in the trial's metrics."),
+    ])
+    section.tables = [
+        ("Trials by status", counts, out.table("trials_by_status", counts)),
+        ("Rows per table", rows, out.table("rows_per_table", rows)),
+    ]
+    for name, bad in (("bound_violations", bound_bad), ("band_violations", band_bad)):
+        if bad.height:
+            section.tables.append((name.replace("_", " "), bad, out.table(name, bad)))
+    return section
+
+
+def _band(final: pl.DataFrame, config: list[str], measure: str, out: _Output) -> Section:
+    title = f"Robust accuracy vs {measure}"
+    if not _usable(final, measure):
+        return Section(title, [f"Skipped: no trial reports {measure}."])
+    table = band_table(final.lazy(), config, measure).collect()
+    path, rel = out.figure(f"robust_vs_{measure}")
+    plots.draw_band(table, measure, path)
+    return Section(title, [
+        ("One point per configuration (mean over seeds, bars are 95% t-intervals over seeds). "
+        "The grey bar spans certified robust accuracy (a lower bound on true robust accuracy) "
+        "to attacked robust accuracy (an upper bound); clean accuracy on the same samples is "
+        "shown for reference.")
+    ], rel, [("Seed means behind the figure", None, out.table(f"band_{measure}", table))])
+
+
+def _frontier(final, config, settings, measure, n_boot, seed, out) -> Section:
+    title = f"Frontier: robust accuracy vs {measure}"
+    if not _usable(final, measure):
+        return Section(title, [f"Skipped: no trial reports {measure}."])
+    front = fit_frontiers(final.lazy(), measure, ["norm", "eps", *settings], config,
+                          n_boot=n_boot, seed=seed)
+    points = front.points.with_columns(_setting_label(settings))
+    curves = front.curves.with_columns(_setting_label(settings))
+    path, rel = out.figure(f"frontier_{measure}")
+    plots.draw_frontier(points, curves, ["norm", "eps"], path, measure)
+    params = front.parameters
+    shown = params.select(
+        "norm", "eps", *settings, "n_trials", "n_configs", "resampled",
+        *[c for p in PARAMETERS for c in (p, f"{p}_lo", f"{p}_hi")],
+        "rmse_parametric", "rmse_isotonic",
+    )
+    out.table(f"frontier_points_{measure}", points)
+    out.table(f"frontier_curves_{measure}", curves)
+    return Section(title, [
+        ("Pareto set over (compressibility up, robust accuracy up): outlined points. Isotonic "
+        "fit: the least-squares non-increasing curve. Parametric fit: robust_acc = a - b * "
+        "comp^c (operator norms grow with compressibility and the Lipschitz bound multiplies "
+        f"them over layers, so the loss is modelled as a power). Bands and parameter intervals: "
+        f"{n_boot} bootstrap refits resampling seeds within each configuration (or trials, "
+        "where every configuration has one seed: column 'resampled'), 95% percentile intervals."),
+    ], rel, [("Fitted parameters", shown, out.table(f"frontier_parameters_{measure}", shown))])
+
+
+def _frontier_per_setting(final, config, settings, n_boot, seed, out) -> Section:
+    title = "Frontier per training setting"
+    norm = final["norm"].sort()[0]
+    eps = final.filter(pl.col("norm") == norm)["eps"].max()
+    part = final.filter((pl.col("norm") == norm) & (pl.col("eps") == eps))
+    front = fit_frontiers(part.lazy(), HEADLINE_MEASURE, ["norm", "eps", *settings], config,
+                          n_boot=n_boot, seed=seed)
+    points = front.points.with_columns(_setting_label(settings))
+    curves = front.curves.with_columns(_setting_label(settings))
+    path, rel = out.figure("frontier_per_setting")
+    plots.draw_frontier(points, curves, ["setting"], path, HEADLINE_MEASURE)
+    return Section(title, [
+        (f"The frontier of {HEADLINE_MEASURE} at {norm}, eps={eps:g}, one panel per value of "
+        f"the swept setting(s) {', '.join(settings)}; parameters are in the frontier tables.")
+    ], rel, [("Points", None, out.table("frontier_per_setting", points))])
+
+
+def _bound(tables: Tables, final: pl.DataFrame, out: _Output) -> Section:
+    title = "Loss-gap bound vs measured CE gap"
+    if not _usable(final, "measured_gap") or not _usable(final, "bound_gap"):
+        return Section(title, ["Skipped: no trial reports measured_gap and bound_gap."])
+    points = final.select("run_id", "trial_id", "norm", "eps", "measured_gap", *GAP_QUANTITIES)
+    corr = bound_correlations(final.lazy())
+    n_bad = violations(tables).select(pl.len()).collect().item()
+    titles = {}
+    for norm in sorted(points["norm"].unique().to_list()):
+        eps = points.filter(pl.col("norm") == norm)["eps"].max()
+        rows = corr.filter((pl.col("norm") == norm) & (pl.col("eps") == eps))
+        parts = []
+        for row in rows.iter_rows(named=True):
+            label = "bound" if row["kind"] == "bound" else f"{row['quantity']} (estimate)"
+            parts.append(f"{label}: rho_s={row['spearman_r']:.2f} "
+                         f"[{row['spearman_ci_low']:.2f}, {row['spearman_ci_high']:.2f}], "
+                         f"r={row['pearson_r']:.2f}")
+        titles[norm] = f"{norm}, all eps; correlations at eps={eps:g} (n={rows['n'][0]})\n" + (
+            "\n".join(parts))
+    path, rel = out.figure("bound_vs_measured")
+    plots.draw_bound(points, titles, path)
+    return Section(title, [
+        ("bound_gap = G_p ||C|| Lhat_p eps is a certificate: every point must lie on or above "
+        f"y = x; {n_bad} violation(s) found over all rows. align_est_gap and first_order_gap are "
+        "data-dependent estimates, not bounds. Correlations are across trials at one (norm, "
+        "eps); rows with eps empty pool every eps of the norm (inflated by the common eps "
+        "scaling). Spearman intervals: Fisher z with the Fieller standard error; Pearson: "
+        "Fisher z. ratio_* = quantity / measured gap (tightness; the bound's is >= 1).")
+    ], rel, [("Correlations with the measured gap", corr, out.table("bound_correlations", corr)),
+             ("Points", None, out.table("bound_points", points))])
+
+
+def _trend(final: pl.DataFrame, settings: list[str], out: _Output) -> Section:
+    title = "Trend test: compressibility vs robust accuracy"
+    table = trend_table(final.lazy(), settings)
+    if table.height == 0:
+        return Section(title, ["Skipped: no groups to correlate."])
+    index = [c for c in table.columns if c not in ("metric", "n", "rho", "p_value", "ci_low",
+                                                    "ci_high", "mean")]
+    shown = table.pivot(on="metric", index=[*index, "n"], values=["rho", "p_value", "mean"])
+    return Section(title, [
+        ("Spearman correlation of compressibility with RA (robust accuracy), SA (clean accuracy "
+        "on the same samples) and RA/SA, per knob (knob 'all' pools them), setting, norm and "
+        "eps. The paper predicts rho < 0 for RA and RA/SA with SA roughly flat. Subset "
+        f"'near_best_clean' keeps trials whose final clean accuracy is within "
+        f"{NEAR_BEST_CLEAN * 100:g} points of the best in the group, removing the confound of "
+        "clean accuracy collapsing at extreme compression. Intervals (in the CSV) are Fisher z.")
+    ], None, [("Spearman rho, p-value and mean per metric", shown, out.table("trend", table))])
+
+
+def _alignment(final: pl.DataFrame, config: list[str], out: _Output) -> Section:
+    title = "Alignment of adversarial perturbations with top directions"
+    if not _usable(final, "align_top") or not _usable(final, HEADLINE_MEASURE):
+        return Section(title, ["Skipped: no trial reports align_top."])
+    largest = final.filter(pl.col("eps") == pl.col("eps").max().over("norm"))
+    table = seed_means(largest.lazy(), [*config, "norm", "eps"],
+                       [HEADLINE_MEASURE, "align_top", "align_rest"]).collect()
+    path, rel = out.figure("alignment")
+    plots.draw_alignment(table, HEADLINE_MEASURE, path)
+    return Section(title, [
+        ("Mean |<u, delta>| / ||delta||_2 of the attack's perturbations with the first layer's "
+        "top direction (top right singular vector for L2, top row's sign pattern for L-inf) "
+        "and, as a baseline, with the other directions; at each norm's largest eps.")
+    ], rel, [("Seed means", None, out.table("alignment", table))])
+
+
+def _layers(tables: Tables, out: _Output) -> Section:
+    title = "Per-layer spectra of the least and most compressed trials"
+    trials = trial_columns(tables).filter(pl.col(HEADLINE_MEASURE).is_finite()).collect()
+    if trials.height == 0:
+        return Section(title, [f"Skipped: no completed trial reports {HEADLINE_MEASURE}."])
+    ends = trials.sort(HEADLINE_MEASURE)
+    picks = pl.DataFrame({
+        "run_id": [ends["run_id"][0], ends["run_id"][-1]],
+        "trial_id": [ends["trial_id"][0], ends["trial_id"][-1]],
+        "role": ["least compressed", "most compressed"],
+    }).unique(["run_id", "trial_id"], keep="first")
+    layers = (
+        tables.layers
+        .join(picks.lazy(), on=["run_id", "trial_id"])
+        .filter(pl.col("iteration") == pl.col("iteration").max().over("run_id", "trial_id"))
+        .sort("role", "layer_index")
+        .collect()
+    )
+    if layers.height == 0:
+        return Section(title, ["Skipped: the layers table has no rows for these trials."])
+    path, rel = out.figure("layers")
+    prefixes = ("spectral_comp", "neuron_comp_l1")
+    plots.draw_layers(layers, schema.KAPPAS, prefixes, path)
+    return Section(title, [
+        ("The store keeps per-layer summaries, not raw singular values, so this figure shows "
+        "what the spectra determine: compressibility comp_k at each kept fraction kappa "
+        "(spectral and neuron L1) per layer, and effective / stable rank, for the trial with "
+        f"the lowest and the highest {HEADLINE_MEASURE} (solid: least, dashed: most).")
+    ], rel, [("Layer rows", None, out.table("layers", layers))])
+
+
+def _uap(tables: Tables, out: _Output) -> Section:
+    title = "Universal adversarial perturbations"
+    rows = uap_robustness(tables).collect()
+    if rows.height == 0 or not _usable(rows, "fooling_rate"):
+        return Section(title, ["Skipped: this run has no UAP rows (attack == 'uap')."])
+    config = config_columns(tables)
+    control = "weight_scale" in rows.columns and rows["weight_scale"].n_unique() > 1
+    base = rows.filter(pl.col("weight_scale") == 1.0) if control else rows
+    by_comp = seed_means(base.lazy(), [*config, "norm", "eps"],
+                         [HEADLINE_MEASURE, "fooling_rate"]).collect()
+    by_scale = None
+    if control:
+        others = [c for c in config if c not in ("space", "weight_scale")]
+        series = pl.concat_str([pl.format(f"{c}={{}}", pl.col(c).cast(pl.String))
+                                for c in [*others, "norm", "eps"]], separator=", ")
+        by_scale = seed_means(rows.lazy(), [*config, "norm", "eps"], ["fooling_rate"]).with_columns(
+            series.fill_null("").alias("series")
+        ).collect()
+    path, rel = out.figure("uap")
+    plots.draw_uap(by_comp, by_scale, HEADLINE_MEASURE, path)
+    text = ("UAP fooling rate against compressibility" + (
+        " (trials at weight_scale 1), next to the control: the same network family with its "
+        "weights scaled, which raises operator norms without adding compressibility."
+        if control else "; this sweep has no weight-scaling control (weight_scale not swept)."))
+    tabs = [("Fooling rate vs compressibility", None, out.table("uap", by_comp))]
+    if by_scale is not None:
+        tabs.append(("Weight-scaling control", None,
+                     out.table("uap_control", by_scale)))
+    return Section(title, [text], rel, tabs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis.report",
+        description="Write RUN_DIR/report/ (index.html, report.md, figures/, tables/).",
+    )
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--n-boot", type=int, default=200,
+                        help="bootstrap refits per frontier (default 200)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.n_boot < 0:
+        return fail(f"--n-boot must be >= 0, but got {args.n_boot}")
+    try:
+        index = write_report(args.run_dir, n_boot=args.n_boot, seed=args.seed)
+    except SweepError as err:
+        return fail(err)
+    print(f"report: {index}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Derived LazyFrames the figures and tables share: the final robustness of each trial, joined to
+its hyperparameters, and seed aggregation with confidence intervals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+from scipy import stats as sps
+
+from analysis.store import Tables
+
+COMP_MEASURES: tuple[str, ...] = ("neuron_comp", "spectral_comp")
+# The column that names the compression method ("knob"); spaces without it use the space name.
+KNOB_COLUMN = "compression"
+# Hyperparameters that define a training *setting* (a frontier is fitted per setting) rather than
+# a compression strength: adversarial training, the weight-scaling control, transfer.
+SETTING_COLUMNS: tuple[str, ...] = (
+    "at_eps",
+    "at_steps",
+    "at_frac",
+    "at_norm",
+    "weight_scale",
+    "pretrain_epochs",
+    "pretrain_classes",
+    "freeze_encoder",
+)
+UAP_ATTACK = "uap"
+ANALYSED_STATUSES: tuple[str, ...] = ("completed",)
+
+_TRIAL_KEYS = ["run_id", "trial_id"]
+
+
+def config_columns(tables: Tables) -> list[str]:
+    """Columns that identify a configuration: trials differing only in seed share them."""
+    return ["space", *tables.hyperparameters]
+
+
+def varying_settings(tables: Tables) -> list[str]:
+    """Setting columns of this sweep that take more than one value."""
+    present = [c for c in SETTING_COLUMNS if c in tables.hyperparameters]
+    if not present:
+        return []
+    counts = tables.trials.select(pl.col(present).n_unique()).collect().row(0, named=True)
+    return [c for c in present if counts[c] > 1]
+
+
+def knob(tables: Tables) -> pl.Expr:
+    """The compression method of a trial, as a string column named 'knob'."""
+    column = KNOB_COLUMN if KNOB_COLUMN in tables.hyperparameters else "space"
+    return pl.col(column).cast(pl.String).alias("knob")
+
+
+def trial_columns(tables: Tables, statuses: Sequence[str] = ANALYSED_STATUSES) -> pl.LazyFrame:
+    """The analysed trials with their compressibility, final clean accuracy, knob and
+    hyperparameters (clean_acc renamed final_clean_acc: it is on the whole evaluation split)."""
+    return (
+        tables.trials
+        .filter(pl.col("status").is_in(list(statuses)))
+        .select(
+            *_TRIAL_KEYS,
+            "space",
+            "status",
+            "seed",
+            knob(tables),
+            pl.col("clean_acc").alias("final_clean_acc"),
+            *[pl.col(c) for c in tables.hyperparameters if c not in ("space", "seed")],
+            *COMP_MEASURES,
+        )
+    )
+
+
+def final_robustness(
+    tables: Tables, statuses: Sequence[str] = ANALYSED_STATUSES
+) -> pl.LazyFrame:
+    """One row per (trial, norm, eps) at the trial's last evaluated iteration, attacks combined:
+    robust_acc is the lowest over attacks (each is an upper bound on true robust accuracy),
+    certified_acc the highest certificate, measured_gap the largest CE gap; UAP rows excluded."""
+    return (
+        tables.robustness
+        .filter(pl.col("attack") != UAP_ATTACK)
+        .filter(pl.col("iteration") == pl.col("iteration").max().over(_TRIAL_KEYS))
+        .group_by([*_TRIAL_KEYS, "iteration", "norm", "eps"])
+        .agg(
+            pl.col("robust_acc").min(),
+            pl.col("certified_acc").max(),
+            pl.col("clean_acc").mean(),
+            pl.col("measured_gap").max(),
+            pl.col("bound_gap").max(),
+            pl.col("align_est_gap").mean(),
+            pl.col("first_order_gap").mean(),
+            pl.col("median_r_emp").min(),
+            pl.col("median_r_cert").max(),
+            pl.col("align_top").mean(),
+            pl.col("align_rest").mean(),
+            pl.col("attack").unique().sort().str.join(",").alias("attacks"),
+        )
+        .join(trial_columns(tables, statuses), on=_TRIAL_KEYS, how="inner")
+        .with_columns((pl.col("robust_acc") / pl.col("clean_acc")).alias("ra_over_sa"))
+    )
+
+
+def uap_robustness(tables: Tables, statuses: Sequence[str] = ANALYSED_STATUSES) -> pl.LazyFrame:
+    """UAP rows (fooling rate per trial, norm, eps) at each trial's last iteration that has them."""
+    return (
+        tables.robustness
+        .filter(pl.col("attack") == UAP_ATTACK)
+        .filter(pl.col("iteration") == pl.col("iteration").max().over(_TRIAL_KEYS))
+        .select(*_TRIAL_KEYS, "norm", "eps", "fooling_rate", "robust_acc")
+        .join(trial_columns(tables, statuses), on=_TRIAL_KEYS, how="inner")
+    )
+
+
+def seed_means(
+    frame: pl.LazyFrame, by: Sequence[str], values: Sequence[str], level: float = 0.95
+) -> pl.LazyFrame:
+    """Mean of each value column over the trials of a group (the seeds of one configuration), with
+    a Student-t confidence interval (null when the group has one trial), and n_seeds."""
+    by = list(by)
+    return (
+        frame
+        .group_by(by)
+        .agg(
+            pl.len().alias("n_seeds"),
+            *[pl.col(v).mean().alias(v) for v in values],
+            *[pl.col(v).std().alias(f"{v}_sd") for v in values],
+        )
+        .with_columns(
+            pl.col("n_seeds")
+            .map_batches(
+                lambda n: pl.Series(sps.t.ppf(0.5 + level / 2, (n - 1).clip(1).to_numpy())),
+                return_dtype=pl.Float64,
+            )
+            .alias("_t")
+        )
+        .with_columns(
+            *[
+                (pl.col(v) - pl.col("_t") * pl.col(f"{v}_sd") / pl.col("n_seeds").sqrt())
+                .alias(f"{v}_lo")
+                for v in values
+            ],
+            *[
+                (pl.col(v) + pl.col("_t") * pl.col(f"{v}_sd") / pl.col("n_seeds").sqrt())
+                .alias(f"{v}_hi")
+                for v in values
+            ],
+        )
+        .drop("_t", *[f"{v}_sd" for v in values])
+        .sort(by, nulls_last=True)
+    )

@@ -1,0 +1,90 @@
+"""The report on fixture runs: every figure is a readable PNG referenced by the page; missing
+data skips a figure with a sentence; bad stores exit 2 before anything is written."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import matplotlib.image
+import polars as pl
+import pytest
+
+from analysis.report import main, write_report
+from tests.analysis.conftest import synthetic_run, write_store
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PLAIN_FIGURES = {
+    "robust_vs_neuron_comp", "robust_vs_spectral_comp", "frontier_neuron_comp",
+    "frontier_spectral_comp", "bound_vs_measured", "alignment", "layers",
+}
+
+
+def check_report(index, expected):
+    root = index.parent
+    html, md = index.read_text(), (root / "report.md").read_text()
+    figures = {p.stem for p in (root / "figures").glob("*.png")}
+    assert figures == expected
+    for name in figures:
+        path = root / "figures" / f"{name}.png"
+        assert path.read_bytes()[:8] == PNG_MAGIC
+        assert matplotlib.image.imread(path).shape[0] > 100
+        assert f'src="figures/{name}.png"' in html and f"(figures/{name}.png)" in md
+    # every table the page links exists, and the page needs nothing outside the report
+    for link in re.findall(r'href="([^"]+)"', html):
+        assert (root / link).is_file()
+    assert "http" not in html
+    return html
+
+
+@pytest.fixture(scope="module")
+def plain_report(run_dir):
+    return write_report(run_dir, n_boot=20)
+
+
+def test_plain_run_report(plain_report):
+    html = check_report(plain_report, PLAIN_FIGURES)
+    assert "Skipped: this run has no UAP rows" in html
+    assert "0 row(s) with measured CE gap above the loss-gap bound" in html
+    assert (plain_report.parent / "tables" / "frontier_parameters_spectral_comp.csv").is_file()
+
+
+def test_uap_run_report_adds_settings_and_control(uap_run_dir):
+    index = write_report(uap_run_dir, n_boot=10)
+    html = check_report(index, PLAIN_FIGURES | {"uap", "frontier_per_setting"})
+    assert "weight_scale" in html and "at_eps" in html
+
+
+def test_run_with_no_completed_trials_skips_with_sentences(tmp_path):
+    run = synthetic_run(tmp_path / "r", knobs=("rank",), strengths=(0.5,), seeds=(0,), failed=0)
+    trials = run / "store" / "trials"
+    for part in trials.glob("*.parquet"):
+        pl.read_parquet(part).with_columns(pl.lit("errored").alias("status")).write_parquet(part)
+    html = check_report(write_report(run, n_boot=5), set())
+    assert "No completed trial has robustness rows yet" in html
+
+
+@pytest.mark.parametrize("case", ["missing", "no_store", "bad_version"])
+def test_report_cli_exits_2_and_writes_nothing(tmp_path, case, capsys):
+    run = tmp_path / "run"
+    if case != "missing":
+        run.mkdir()
+    if case == "bad_version":
+        synthetic_run(run, knobs=("rank",), strengths=(0.5,), seeds=(0,))
+        schema_json = run / "store" / "_schema.json"
+        text = schema_json.read_text().replace('"schema_version": 1', '"schema_version": 7')
+        schema_json.write_text(text)
+    assert main([str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert not (run / "report").exists()
+
+
+def test_report_cli_process_on_an_empty_run(tmp_path):
+    write_store(tmp_path / "empty", {}, {})
+    done = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path / "empty")],
+                          check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "no trial rows" in done.stderr
+    assert not (tmp_path / "empty" / "report").exists()

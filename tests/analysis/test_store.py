@@ -1,0 +1,138 @@
+"""analysis.load: validation up front, lazy scans, several runs combined."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import polars as pl
+import pytest
+
+from analysis import load
+from analysis.errors import (
+    EmptyRunError,
+    MalformedStoreError,
+    SchemaVersionError,
+    StoreNotFoundError,
+)
+from analysis.store import DTYPES
+from tests.analysis.conftest import synthetic_run, write_store
+from trainables import schema
+from trainables.errors import SweepError
+
+
+def test_load_gives_one_lazyframe_per_table_with_run_id(run_dir):
+    tables = load(run_dir)
+    assert set(tables.frames()) == set(schema.TABLES)
+    for name, frame in tables.frames().items():
+        assert isinstance(frame, pl.LazyFrame)
+        columns = frame.collect_schema().names()
+        assert "run_id" in columns
+        assert set(schema.TABLES[name]) <= set(columns)
+    trials = tables.trials.collect()
+    # 2 knobs x 5 strengths x 3 seeds completed, plus one errored trial
+    assert trials.height == 31
+    assert trials["run_id"].unique().to_list() == [run_dir.name]
+    assert tables.hyperparameters == ("compression", "strength")
+    assert tables.runs[0].spec["space"] == "synthetic"
+
+
+def test_filters_are_pushed_into_the_parquet_scan(run_dir):
+    plan = load(run_dir).robustness.filter(pl.col("norm") == "l2").explain()
+    scan = plan[plan.index("Parquet SCAN"):]
+    assert "SELECTION" in scan and "l2" in scan
+
+
+def test_several_runs_combine_and_keep_their_run_id(run_dir, tmp_path):
+    other = synthetic_run(tmp_path / "second", knobs=("rank",), seeds=(5,))
+    tables = load([run_dir, other])
+    counts = dict(tables.trials.group_by("run_id").len().collect().iter_rows())
+    assert counts == {run_dir.name: 31, "second": 6}
+    history = tables.history.group_by("run_id").len().collect()
+    assert dict(history.iter_rows()) == {run_dir.name: 31 * 3 - 3, "second": 6 * 3 - 3}
+
+
+def test_same_run_twice_is_rejected(run_dir):
+    with pytest.raises(MalformedStoreError, match="distinct"):
+        load([run_dir, run_dir])
+
+
+def test_missing_directory_and_missing_store(tmp_path):
+    with pytest.raises(StoreNotFoundError, match="no run directory"):
+        load(tmp_path / "nope")
+    (tmp_path / "bare").mkdir()
+    with pytest.raises(StoreNotFoundError, match="_schema.json"):
+        load(tmp_path / "bare")
+
+
+def test_wrong_schema_version(run_dir, tmp_path):
+    copy = shutil.copytree(run_dir / "store", tmp_path / "r" / "store")
+    meta = json.loads((copy / "_schema.json").read_text())
+    (copy / "_schema.json").write_text(json.dumps(meta | {"schema_version": 99}))
+    with pytest.raises(SchemaVersionError, match="schema_version must be 1.*99"):
+        load(tmp_path / "r")
+
+
+def test_unreadable_parquet_file_is_named(run_dir, tmp_path):
+    copy = shutil.copytree(run_dir / "store", tmp_path / "r" / "store")
+    broken = min((copy / "layers").glob("*.parquet"))
+    broken.write_bytes(b"not parquet at all")
+    with pytest.raises(MalformedStoreError, match=broken.name):
+        load(tmp_path / "r")
+
+
+def test_store_lacking_a_contract_column(tmp_path):
+    write_store(tmp_path / "r", {}, {})
+    meta = json.loads((tmp_path / "r/store/_schema.json").read_text())
+    del meta["tables"]["robustness"]["bound_gap"]
+    (tmp_path / "r/store/_schema.json").write_text(json.dumps(meta))
+    with pytest.raises(MalformedStoreError, match="bound_gap"):
+        load(tmp_path / "r")
+
+
+def test_empty_run(tmp_path):
+    write_store(tmp_path / "r", {}, {})
+    with pytest.raises(EmptyRunError, match="no trial rows"):
+        load(tmp_path / "r")
+    empty = pl.DataFrame(schema={c: DTYPES[t] for c, t in schema.TRIALS_COLUMNS.items()})
+    empty.write_parquet(tmp_path / "r/store/trials/part-000.parquet")
+    with pytest.raises(EmptyRunError):
+        load(tmp_path / "r")
+
+
+def test_a_table_without_files_is_empty_but_typed(run_dir, tmp_path):
+    copy = shutil.copytree(run_dir / "store", tmp_path / "r" / "store")
+    shutil.rmtree(copy / "layers")
+    layers = load(tmp_path / "r").layers.collect()
+    assert layers.height == 0
+    assert layers.schema["spec_norm"] == pl.Float64
+
+
+def test_errors_are_sweep_errors_with_one_line(tmp_path):
+    with pytest.raises(SweepError) as info:
+        load(tmp_path / "missing")
+    assert "\n" not in str(info.value)
+
+
+def test_schema_json_hyperparameter_list_wins_over_extra_columns(tmp_path):
+    run = synthetic_run(tmp_path / "r", knobs=("rank",), strengths=(0.5,), seeds=(0,))
+    path = run / "store" / "_schema.json"
+    meta = json.loads(path.read_text())
+    meta["tables"]["trials"]["node_id"] = "str"  # a service bookkeeping column, not swept
+    meta["hyperparameters"] = ["strength", "compression"]
+    path.write_text(json.dumps(meta))
+    tables = load(run)
+    assert tables.hyperparameters == ("strength", "compression")
+    trials = tables.trials.collect()
+    assert trials["node_id"].null_count() == trials.height == 2  # declared, absent: null
+
+
+def test_the_analysis_imports_neither_torch_nor_ray_nor_sweep():
+    import subprocess
+    import sys
+
+    code = ("import sys, analysis.report, analysis.query; "
+            "print(sorted(m for m in ('torch', 'ray', 'sweep') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.strip() == "[]"
