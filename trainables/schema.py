@@ -5,13 +5,15 @@ Pure Python on purpose (no torch, no pyarrow), so the analysis layer can import 
 Result-store layout (a run directory, see DESIGN.md "Result store contract"):
 
     RUN_DIR/run.json                 the launch spec (space, scale, flags) as JSON
-    RUN_DIR/store/_schema.json       {"schema_version": SCHEMA_VERSION, "tables": {name: {col: type}}}
+    RUN_DIR/store/_schema.json       {"schema_version": SCHEMA_VERSION, "tables": {name: {col: type}},
+                                      "hyperparameters": [swept trials-table columns]}
     RUN_DIR/store/<table>/*.parquet  one Parquet dataset per table in TABLES (flat directory)
     RUN_DIR/report/                  written by `python -m analysis.report RUN_DIR`
     RUN_DIR/tune/                    Ray Tune's experiment directory (checkpoints, state)
 
 Column types are written as strings: "str", "int64", "float64", "bool". Hyperparameter columns in
-the trials table are added per space (typed from the space definition) on top of TRIALS_COLUMNS.
+the trials table are added per space (typed from the space definition) on top of TRIALS_COLUMNS;
+_schema.json's "hyperparameters" lists them, so readers need not guess which extra columns they are.
 """
 
 from __future__ import annotations
