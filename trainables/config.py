@@ -161,4 +161,4 @@ def _at_least(name: str, value: Any, low: int) -> None:
         raise ConfigError(f"{name} must be an integer >= {low}, but got {value!r}")
 
 
-__all__ = ["TrialConfig", "DATASETS", "MODELS", "COMPRESSIONS", "ATTACKS"]
+__all__ = ["ATTACKS", "COMPRESSIONS", "DATASETS", "MODELS", "TrialConfig"]

@@ -34,7 +34,7 @@ TRIAL_STATUSES: tuple[str, ...] = ("completed", "errored", "diverged", "stopped"
 
 def kappa_tag(kappa: float) -> str:
     """0.01 -> 'k01', 0.25 -> 'k25': a column-name suffix for a kept fraction."""
-    return f"k{int(round(kappa * 100)):02d}"
+    return f"k{round(kappa * 100):02d}"
 
 
 def kept_count(kappa: float, d: int) -> int:
