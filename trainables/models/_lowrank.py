@@ -6,8 +6,6 @@ factorized form (an in-place edit of the computed `.weight` would be lost).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
