@@ -1,0 +1,92 @@
+"""Driver memory with thousands of trials: peak RSS of the driver process while 2,000 trivial
+trials run through Ray Tune and the sweep's Parquet store callback. Target: under 1 GiB.
+
+Baseline: the driver's RSS once Ray is up and the Tuner is built, measured in the same run.
+
+    .venv/bin/python bench/driver_memory.py [--trials 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import resource
+import tempfile
+import time
+
+from trainables import schema
+
+
+def trivial_trial(config: dict) -> None:
+    """One result shaped like a real epoch (scalars + robustness + layers rows), no training."""
+    from ray import tune
+
+    seed = config["seed"]
+    scalars = {k: 0.5 for k, t in schema.RESULT_SCALARS.items() if t == "float64"}
+    scalars.update(iteration=1, diverged=False, clean_acc=(seed % 100) / 100)
+    robustness = [{"norm": "linf", "eps": e, "attack": "pgd", "robust_acc": 0.5} for e in (1, 2, 3)]
+    layers = [{"layer": "layers.0", "layer_index": 0, "fro_norm": 1.0}]
+    tune.report({**scalars, "robustness": robustness, "layers": layers})
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=2000)
+    args = parser.parse_args()
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    import polars as pl
+    import ray
+    from ray import tune
+    from ray.tune import RunConfig, TuneConfig, Tuner
+
+    from sweep.store import StoreCallback
+
+    # With Tune's file loggers off (the store is the record), its end-of-run summary warns per
+    # trial that it found no result.json.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    with tempfile.TemporaryDirectory() as run_dir:
+        store = StoreCallback(
+            f"{run_dir}/store", run_id="mem", space="bench", hyperparameters={"seed": "int64"}
+        )
+        tuner = Tuner(
+            tune.with_resources(trivial_trial, {"cpu": 1}),
+            param_space={"seed": tune.grid_search(list(range(args.trials)))},
+            tune_config=TuneConfig(
+                reuse_actors=True,
+                max_concurrent_trials=2,
+                trial_dirname_creator=lambda t: f"trial_{t.trial_id}",
+            ),
+            run_config=RunConfig(name="tune", storage_path=run_dir, callbacks=[store], verbose=0),
+        )
+        baseline = rss_mib()
+        t0 = time.perf_counter()
+        tuner.fit()
+        wall = time.perf_counter() - t0
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
+        rows = pl.scan_parquet(f"{run_dir}/store/trials/*.parquet").select(pl.len()).collect()
+        history = pl.scan_parquet(f"{run_dir}/store/history/*.parquet").select(pl.len()).collect()
+    ray.shutdown()
+    print(
+        f"{args.trials} trivial trials in {wall:.0f} s ({1000 * wall / args.trials:.0f} ms/trial); "
+        f"store rows: trials {rows.item()}, history {history.item()}"
+    )
+    print(f"driver RSS baseline (Ray up, Tuner built): {baseline:.0f} MiB")
+    print(
+        f"driver peak RSS: {peak:.0f} MiB = {peak / baseline:.2f}x baseline; "
+        f"{peak / 1024:.2f} GiB (target < 1 GiB)"
+    )
+
+
+if __name__ == "__main__":
+    main()

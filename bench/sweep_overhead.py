@@ -1,0 +1,160 @@
+"""Sweep overhead: the same N short trials as (a) a bare sequential loop over trainables.Trial and
+(b) through the sweep service (Ray Tune, 2 concurrent trials, store, checkpoints every epoch).
+
+Prints wall times, speedup b/a, and the service's overhead against the ideal for 2 workers
+(sum of bare trial times / 2). Target: overhead under 10% of ideal.
+On a shared machine two concurrent trials may not get two cores, so the run also measures
+(a2): the bare loop split over 2 plain processes, the ideal this machine can actually reach.
+
+    .venv/bin/python bench/sweep_overhead.py            # 32 trials of ~3 s
+    .venv/bin/python bench/sweep_overhead.py --quick    # 8 trials
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import resource
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import polars as pl
+import torch
+
+from sweep.spaces import Grid, Scale, Space, register, trial_options
+from sweep.spaces._scales import CPU
+
+CONCURRENT = 2
+
+
+def bench_space(trials: int, epochs: int) -> Space:
+    # The cpu scale's Fashion-MNIST FCN, shrunk to about 3 s per trial on one thread.
+    fixed = {
+        **CPU,
+        "n_train": 3000,
+        "n_test": 1000,
+        "n_eval": 128,
+        "r_emp_samples": 16,
+        "epochs": epochs,
+    }
+    return Space(
+        name="bench_overhead",
+        description="bench: short real trials",
+        fixed=fixed,
+        scales={"smoke": Scale(params={"seed": Grid(tuple(range(trials)))})},
+    )
+
+
+def bare_trials(trials: int, epochs: int, share: int = 0, shares: int = 1) -> list[float]:
+    """Run trials share, share + shares, ... of the bench space in this process, one thread."""
+    from trainables.trial import Trial
+
+    torch.set_num_threads(1)
+    plan = bench_space(trials, epochs).resolve("smoke", {"threads": 1})
+    times = []
+    for sample in list(plan.grid_samples())[share::shares]:
+        t0 = time.perf_counter()
+        for _ in Trial(trial_options({**plan.fixed, **sample})).epochs():
+            pass
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def bare_parallel(trials: int, epochs: int) -> float:
+    """(a2): the bare loop split over CONCURRENT fresh processes (no Ray, no store)."""
+    start = time.perf_counter()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(CONCURRENT, mp_context=context) as pool:
+        futures = [
+            pool.submit(bare_trials, trials, epochs, i, CONCURRENT) for i in range(CONCURRENT)
+        ]
+        for f in futures:
+            f.result()
+    return time.perf_counter() - start
+
+
+def through_service(storage: str) -> tuple[float, float, dict, float, float]:
+    """(b): the launcher's path (preflight, Tuner, store, checkpoints), Ray started first."""
+    import ray
+
+    from sweep.options import LaunchOptions
+    from sweep.preflight import prepare_launch
+    from sweep.service import run_sweep
+
+    t0 = time.perf_counter()
+    ray.init(num_cpus=CONCURRENT, include_dashboard=False)
+    ray_start = time.perf_counter() - t0
+    options = LaunchOptions(
+        space="bench_overhead",
+        scale="smoke",
+        storage=storage,
+        name="bench",
+        metrics_port=0,
+        report=False,
+        dashboard=False,
+        max_concurrent=CONCURRENT,
+    )
+    cpu0 = _cpu_seconds()
+    outcome = run_sweep(prepare_launch(options))
+    driver_cpu = _cpu_seconds() - cpu0
+    ray.shutdown()
+    trials = pl.read_parquet(f"{outcome.store_dir}/trials/*.parquet")
+    in_service = float(trials["wall_seconds"].sum())
+    return outcome.wall_seconds, ray_start, outcome.statuses, in_service, driver_cpu
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--quick", action="store_true", help="8 trials")
+    args = parser.parse_args()
+    trials = 8 if args.quick else args.trials
+    register(bench_space(trials, args.epochs))
+
+    load0 = os.getloadavg()[0]
+    start = time.perf_counter()
+    times = bare_trials(trials, args.epochs)
+    bare_wall = time.perf_counter() - start
+    parallel_wall = bare_parallel(trials, args.epochs)
+    with tempfile.TemporaryDirectory() as storage:
+        service_wall, ray_start, statuses, in_service, driver_cpu = through_service(storage)
+    ideal = sum(times) / CONCURRENT
+    print(
+        f"trials: {trials} x {args.epochs} epochs; mean bare trial {sum(times) / trials:.2f} s "
+        f"(min {min(times):.2f}, max {max(times):.2f}); service statuses {statuses}"
+    )
+    print(f"(a)  bare sequential loop:             {bare_wall:8.1f} s")
+    print(f"(a2) bare loop in {CONCURRENT} plain processes:     {parallel_wall:8.1f} s")
+    print(
+        f"(b)  service, {CONCURRENT} concurrent trials:      {service_wall:8.1f} s  "
+        f"(+ {ray_start:.1f} s starting Ray, not counted)"
+    )
+    print(
+        f"speedup b/a: {bare_wall / service_wall:.2f}x (ideal {CONCURRENT:.2f}x); "
+        f"a2/a: {bare_wall / parallel_wall:.2f}x"
+    )
+    print(
+        f"ideal (sum of trial times / {CONCURRENT}): {ideal:.1f} s; service overhead vs ideal: "
+        f"{100 * (service_wall - ideal) / ideal:+.1f}% (target < 10%)"
+    )
+    print(
+        f"service overhead vs (a2), the parallel bare loop: "
+        f"{100 * (service_wall - parallel_wall) / parallel_wall:+.1f}%"
+    )
+    print(
+        f"trial seconds inside the service: {in_service:.1f} s ({in_service / sum(times):.2f}x "
+        f"the bare loop's); driver CPU {driver_cpu:.1f} s; load average {load0:.2f} -> "
+        f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+    )
+
+
+if __name__ == "__main__":
+    main()

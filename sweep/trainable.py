@@ -1,0 +1,43 @@
+"""The Ray Tune function trainable: a thin wrapper around trainables.Trial.
+
+Restore from Tune's checkpoint first, then one loop: every epoch is checkpointed (through a
+temporary directory) and reported together, so a retried trial resumes after its last reported
+epoch. A diverged epoch is reported and ends the trial; exceptions propagate so Tune's
+FailureConfig retries the trial from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from sweep.spaces import trial_options
+from trainables.trial import Trial
+
+# Ray logs every persisted checkpoint at INFO; one line per epoch per trial drowns the progress.
+logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+
+
+def tune_trial(config: dict[str, Any]) -> None:
+    options = trial_options(config)
+    if options.get("threads"):
+        # A trial's threads match its CPU request (set by the tuner); reused actors reset it too.
+        torch.set_num_threads(int(options["threads"]))
+    trial = Trial(options)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            trial.load(directory)
+    node_id = ray.get_runtime_context().get_node_id()
+    for result in trial.epochs():
+        result = {**result, "node_id": node_id}
+        with tempfile.TemporaryDirectory(prefix="trial-ckpt-") as tmp:
+            trial.save(tmp)
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+        if result.get("diverged"):
+            return

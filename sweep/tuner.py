@@ -1,0 +1,130 @@
+"""Launch -> ray.tune.Tuner: param space, search algorithm, scheduler, resources, callbacks.
+
+Also the restore path: Tuner.restore re-attaches the callbacks that were pickled with the
+experiment (they pickle as constructor arguments, so they come back fresh and reload the store).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import tune
+from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
+
+from sweep.deferred import DeferredCallback
+from sweep.preflight import Launch
+from sweep.progress import ProgressCallback
+from sweep.spaces import Cases, Grid, IntRange, LogUniform, Plan, Uniform
+from sweep.store import StoreCallback
+from sweep.trainable import tune_trial
+
+HEADLINE_METRIC = "robust_acc"
+METRICS_CALLBACK = "sweep.metrics_export:SweepMetrics"
+# Two kept checkpoints: the newest may be mid-upload when a trial dies.
+CHECKPOINTS_KEPT = 2
+
+
+def param_space(plan: Plan, search: str) -> dict[str, Any]:
+    """Fixed values as constants; Grid / Cases as grid_search (grid) or choice; distributions."""
+    space: dict[str, Any] = dict(plan.fixed)
+    for key, param in plan.params.items():
+        if isinstance(param, (Grid, Cases)):
+            values = list(param.corners())
+            space[key] = tune.grid_search(values) if search == "grid" else tune.choice(values)
+        elif isinstance(param, Uniform):
+            space[key] = tune.uniform(param.low, param.high)
+        elif isinstance(param, LogUniform):
+            space[key] = tune.loguniform(param.low, param.high)
+        elif isinstance(param, IntRange):
+            space[key] = tune.randint(param.low, param.high + 1)  # randint's upper end is exclusive
+        else:
+            raise TypeError(f"unsupported parameter type {type(param).__name__}")
+    return space
+
+
+def trainable_with_resources(launch: Launch) -> Any:
+    options = launch.options
+    resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
+    return tune.with_resources(tune_trial, resources)
+
+
+def callbacks(launch: Launch) -> list[tune.Callback]:
+    plan, options, location = launch.plan, launch.options, launch.location
+    hyperparameters = plan.hyperparameters()
+    run_id = location.name
+    found = [
+        StoreCallback(
+            location.store_root, run_id=run_id, space=plan.space, hyperparameters=hyperparameters
+        ),
+        ProgressCallback(list(hyperparameters), total=launch.trial_count),
+    ]
+    if options.metrics_port:
+        found.append(
+            DeferredCallback(
+                METRICS_CALLBACK, space=plan.space, run_id=run_id, port=options.metrics_port
+            )
+        )
+    return found
+
+
+def build_tuner(launch: Launch, extra_callbacks: list | None = None) -> Tuner:
+    plan, options = launch.plan, launch.options
+    return Tuner(
+        trainable_with_resources(launch),
+        param_space=param_space(plan, options.search),
+        tune_config=TuneConfig(
+            num_samples=launch.num_samples,
+            search_alg=_search_alg(plan, options.search),
+            scheduler=_scheduler(plan, options.scheduler),
+            max_concurrent_trials=options.max_concurrent,
+            reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=RunConfig(
+            name=launch.location.tune_dir.rsplit("/", 1)[1],
+            storage_path=launch.location.run_dir,
+            callbacks=callbacks(launch) + list(extra_callbacks or ()),
+            failure_config=FailureConfig(max_failures=options.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+            verbose=0,
+        ),
+    )
+
+
+def restore_tuner(launch: Launch) -> Tuner:
+    """Continue an interrupted run: unfinished and errored trials resume from their checkpoints."""
+    return Tuner.restore(
+        launch.location.tune_dir,
+        trainable=trainable_with_resources(launch),
+        resume_unfinished=True,
+        resume_errored=True,
+    )
+
+
+def trial_dirname(trial: Any) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def _search_alg(plan: Plan, search: str) -> Any:
+    if search != "optuna":
+        return None  # grid and random: Tune's BasicVariantGenerator
+    from ray.tune.search.optuna import OptunaSearch
+
+    # Multi-objective: robustness up and the space's compressibility up (the paper's frontier).
+    return OptunaSearch(metric=[HEADLINE_METRIC, plan.objective], mode=["max", "max"], seed=0)
+
+
+def _scheduler(plan: Plan, scheduler: str) -> Any:
+    if scheduler == "fifo":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    max_epochs = max(c.epochs for c in plan.corner_configs())
+    return ASHAScheduler(
+        time_attr="iteration",
+        metric=HEADLINE_METRIC,
+        mode="max",
+        max_t=max_epochs,
+        grace_period=1,
+        reduction_factor=2,
+    )

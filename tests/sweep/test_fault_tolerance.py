@@ -1,0 +1,122 @@
+"""Faults: a trial's worker killed mid-trial; the driver interrupted (SIGINT) or killed (SIGKILL)
+and resumed. After each, the store holds every planned trial once and every epoch once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+from ray.tune import Callback
+
+from sweep.service import run_sweep
+from tests.sweep.test_sweep_e2e import launch_for, read
+
+REPO = Path(__file__).resolve().parents[2]
+EPOCHS = 5  # test_long
+PLANNED = 4
+
+
+class WorkerKiller(Callback):
+    """Kills (SIGKILL) the worker process of the first trial that reports epoch 2."""
+
+    def __init__(self) -> None:
+        self.killed: tuple[str, int] | None = None
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if self.killed is None and result.get("iteration") == 2:
+            self.killed = (trial.trial_id, result["pid"])
+            os.kill(result["pid"], signal.SIGKILL)
+
+
+def assert_exactly_once(store: str) -> pl.DataFrame:
+    trials = read(store, "trials")
+    assert trials.height == PLANNED and trials["trial_id"].n_unique() == PLANNED
+    assert set(trials["status"]) == {"completed"}
+    history = read(store, "history")
+    keys = history.group_by("trial_id", "iteration").len()
+    assert keys["len"].max() == 1, "a (trial_id, iteration) row is duplicated"
+    for trial_id in trials["trial_id"]:
+        its = sorted(history.filter(pl.col("trial_id") == trial_id)["iteration"])
+        assert its == list(range(1, EPOCHS + 1)), (trial_id, its)
+    for table in ("robustness", "layers"):
+        rows = read(store, table).group_by("trial_id", "iteration").len()
+        assert rows.height == PLANNED * EPOCHS, table
+        assert rows["len"].n_unique() == 1, f"{table}: an epoch has extra or missing rows"
+    return trials
+
+
+def test_killed_worker_resumes_from_its_checkpoint(ray_local, tmp_path):
+    killer = WorkerKiller()
+    outcome = run_sweep(launch_for("test_long", tmp_path, max_failures=2), extra_callbacks=[killer])
+    assert killer.killed is not None
+    trials = assert_exactly_once(outcome.store_dir)
+    victim = trials.filter(pl.col("trial_id") == killer.killed[0]).to_dicts()[0]
+    assert victim["failures"] >= 1
+    # it restarted after a checkpointed epoch, not from scratch
+    assert victim["resumed_from"] >= 1
+
+
+def launcher(tmp_path: Path, *extra: str) -> subprocess.Popen:
+    args = [
+        sys.executable,
+        "-m",
+        "tests.sweep.spaces_for_tests",
+        "--space",
+        "test_long",
+        "--scale",
+        "smoke",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "run",
+        "--metrics-port",
+        "0",
+        "--no-dashboard",
+        "--no-report",
+        "--max-concurrent",
+        "2",
+        *extra,
+    ]
+    env = {**os.environ, "RAY_DEDUP_LOGS": "0"}
+    return subprocess.Popen(
+        args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def wait_for_epoch_checkpoints(run_dir: Path, count: int, proc: subprocess.Popen) -> None:
+    """Until `count` epoch checkpoints exist (trials are mid-sweep), or fail."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if len(list(run_dir.glob("tune/trial_*/checkpoint_*"))) >= count:
+            return
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.2)
+    raise AssertionError("no checkpoints appeared")
+
+
+def interrupt_then_resume(tmp_path: Path, sig: int) -> None:
+    first = launcher(tmp_path)
+    wait_for_epoch_checkpoints(tmp_path / "run", 3, first)
+    first.send_signal(sig)
+    out, _ = first.communicate(timeout=120)
+    assert first.returncode != 0, out  # it did not finish before the signal
+    trials_before = read(str(tmp_path / "run" / "store"), "trials").height
+    assert trials_before < PLANNED
+    second = launcher(tmp_path, "--resume")
+    out, _ = second.communicate(timeout=240)
+    assert second.returncode == 0, out
+    assert "resumed" in out
+    assert_exactly_once(str(tmp_path / "run" / "store"))
+
+
+def test_driver_sigint_then_resume(tmp_path):
+    interrupt_then_resume(tmp_path, signal.SIGINT)
+
+
+def test_driver_sigkill_then_resume(tmp_path):
+    interrupt_then_resume(tmp_path, signal.SIGKILL)
