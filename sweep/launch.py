@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_METRICS_PORT,
         help="Prometheus endpoint on 127.0.0.1 (0 disables)",
     )
+    p.add_argument("--ray-metrics-port", type=int, default=0,
+                   help="embedded Ray's own Prometheus export port (default 0: Ray picks one and "
+                        "lists it in /tmp/ray/prom_metrics_service_discovery.json)")
     p.add_argument("--no-dashboard", action="store_true", help="embedded Ray without dashboard")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
     return p
@@ -111,6 +114,7 @@ def options_from_args(args: argparse.Namespace) -> LaunchOptions:
         address=args.address,
         dry_run=args.dry_run,
         metrics_port=args.metrics_port,
+        ray_metrics_port=args.ray_metrics_port,
         dashboard=not args.no_dashboard,
         report=not args.no_report,
     )
@@ -149,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{launch.trial_count} trials{' (resumed)' if launch.options.resume else ''}",
         flush=True,
     )
+    if launch.options.metrics_port:
+        print(f"sweep metrics (Prometheus): http://127.0.0.1:{launch.options.metrics_port}/metrics",
+              flush=True)
     outcome = run_sweep(launch, on_start=_print_dashboard)
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(outcome.statuses.items())) or "none"
     print(
@@ -228,7 +235,8 @@ def write_report(run_dir: str | None) -> None:
 
 def _print_dashboard(url: str | None) -> None:
     if url:
-        print(f"Ray dashboard: {url}", flush=True)
+        print(f"Ray dashboard: {url}  (token auth: the token is in ~/.ray/auth_token; from "
+              "another machine: ssh -L 8265:127.0.0.1:8265 THIS_HOST)", flush=True)
 
 
 def _fail(message: str) -> NoReturn:

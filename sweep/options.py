@@ -46,6 +46,7 @@ class LaunchOptions:
     address: str | None = None  # None: an embedded local Ray; "auto" or HOST:PORT: a cluster
     dry_run: bool = False
     metrics_port: int = DEFAULT_METRICS_PORT  # 0 disables the Prometheus endpoint
+    ray_metrics_port: int = 0  # embedded Ray's own metrics export; 0: Ray picks
     dashboard: bool = True  # embedded Ray only
     report: bool = True
 
@@ -68,8 +69,10 @@ class LaunchOptions:
             raise ConfigError(
                 f"--max-failures must be an integer >= 0, but got {self.max_failures!r}"
             )
-        if not (0 <= self.metrics_port <= 65535):
-            raise ConfigError(f"--metrics-port must be in 0..65535, but got {self.metrics_port}")
+        for name in ("metrics_port", "ray_metrics_port"):
+            port = getattr(self, name)
+            if not (isinstance(port, int) and 0 <= port <= 65535):
+                raise ConfigError(f"--{_flag(name)} must be in 0..65535, but got {port!r}")
         if self.name is not None and not _NAME.match(self.name):
             raise ConfigError(
                 f"--name must be letters, digits, '.', '_' or '-' (max 128), but got {self.name!r}"

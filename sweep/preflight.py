@@ -17,6 +17,7 @@ RUNTIME_FLAGS = (
     "name",
     "address",
     "metrics_port",
+    "ray_metrics_port",
     "dashboard",
     "report",
     "max_concurrent",

@@ -47,10 +47,14 @@ def start_ray(launch: Launch) -> str | None:
         _use_token_auth_if_available()
         context = ray.init(address=options.address)
     else:
+        extra = {}
+        if options.ray_metrics_port:  # else Ray picks one, listed in its service-discovery file
+            extra["_metrics_export_port"] = options.ray_metrics_port
         context = ray.init(
             num_cpus=os.cpu_count(),
             include_dashboard=options.dashboard,
             dashboard_host="127.0.0.1",  # never on a public interface unless the user asks
+            **extra,
         )
     url = getattr(context, "dashboard_url", None)
     return f"http://{url}" if url and not url.startswith("http") else url

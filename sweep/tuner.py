@@ -11,7 +11,7 @@ from typing import Any
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
 
-from sweep.deferred import DeferredCallback
+from sweep.metrics_export import SweepMetrics
 from sweep.preflight import Launch
 from sweep.progress import ProgressCallback
 from sweep.spaces import Cases, Grid, IntRange, LogUniform, Plan, Uniform
@@ -19,7 +19,6 @@ from sweep.store import StoreCallback
 from sweep.trainable import tune_trial
 
 HEADLINE_METRIC = "robust_acc"
-METRICS_CALLBACK = "sweep.metrics_export:SweepMetrics"
 # Two kept checkpoints: the newest may be mid-upload when a trial dies.
 CHECKPOINTS_KEPT = 2
 
@@ -59,11 +58,8 @@ def callbacks(launch: Launch) -> list[tune.Callback]:
         ProgressCallback(list(hyperparameters), total=launch.trial_count),
     ]
     if options.metrics_port:
-        found.append(
-            DeferredCallback(
-                METRICS_CALLBACK, space=plan.space, run_id=run_id, port=options.metrics_port
-            )
-        )
+        # Pickles as its settings, so Tuner.restore brings it back; serves from setup().
+        found.append(SweepMetrics(space=plan.space, run_id=run_id, port=options.metrics_port))
     return found
 
 
