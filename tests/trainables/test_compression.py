@@ -133,9 +133,10 @@ def test_low_rank_proximal_group_step_zeroes_effective_rows():
     """For a low-rank layer the groups are rows of u: a row of u at or under the threshold
     becomes an exactly zero neuron of u @ v."""
     model = make("fcn", rank=3)
-    t = 0.1 * 12.0
     u_norms = [layer.u.detach().norm(dim=1).numpy() for _, layer in model.encoder_layers()]
-    get_compression("group_lasso", strength=12.0, proximal=True).after_step(model, 0.1)
+    # threshold lr * strength between the layers' smallest and largest row norms
+    lr, t = 0.1, float(np.median(np.concatenate(u_norms)))
+    get_compression("group_lasso", strength=t / lr, proximal=True).after_step(model, lr)
     for norms, m in zip(u_norms, matrices(model)):
         zero = (m == 0).all(axis=1)
         assert zero.any() and (~zero).any()
