@@ -294,7 +294,7 @@ def _uap(tables: Tables, out: _Output) -> Section:
     by_scale = None
     if control:
         others = [c for c in config if c not in ("space", "weight_scale")]
-        series = pl.concat_str([pl.format(f"{c}={{}}", pl.col(c).cast(pl.String))
+        series = pl.concat_str([pl.format(f"{c}={{}}", pl.col(c).cast(pl.String).fill_null("none"))
                                 for c in [*others, "norm", "eps"]], separator=", ")
         by_scale = seed_means(rows.lazy(), [*config, "norm", "eps"], ["fooling_rate"]).with_columns(
             series.fill_null("").alias("series")

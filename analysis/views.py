@@ -10,7 +10,7 @@ from scipy import stats as sps
 
 from analysis.store import Tables
 
-COMP_MEASURES: tuple[str, ...] = ("neuron_comp", "spectral_comp")
+COMP_MEASURES: tuple[str, ...] = ("neuron_comp", "neuron_comp_l2", "spectral_comp")
 # The column that names the compression method ("knob"); spaces without it use the space name.
 KNOB_COLUMN = "compression"
 # Hyperparameters that define a training *setting* (a frontier is fitted per setting) rather than

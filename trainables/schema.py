@@ -78,6 +78,7 @@ TRIALS_COLUMNS: dict[str, str] = {
     "clean_acc": "float64",  # final
     "robust_acc": "float64",  # final headline
     "neuron_comp": "float64",
+    "neuron_comp_l2": "float64",
     "spectral_comp": "float64",
     "wall_seconds": "float64",
     "error": "str",  # one line, empty when none

@@ -243,7 +243,8 @@ class Trial:
         )
         clean_logits = estimates.logits.to(x.device, torch.float32)
         clean_loss = F.cross_entropy(clean_logits, y).item()
-        clean_acc = (clean_logits.argmax(1) == y).float().mean().item()
+        clean_correct = clean_logits.argmax(1) == y
+        clean_acc = clean_correct.float().mean().item()
         common = {
             "norm": norm, "clean_loss": clean_loss, "clean_acc": clean_acc,
             "median_r_emp": _median(r_emp), "median_r_cert": _median(r_cert),
@@ -255,7 +256,7 @@ class Trial:
                                seed=self._attack_seed())
             align_top, align_rest = perturbation_alignment(model, x_adv - x, norm)
             rows.append({
-                **common, **_attacked(model, x_adv, y, clean_loss),
+                **common, **_attacked(model, x_adv, y, clean_correct, clean_loss),
                 "eps": float(eps), "attack": cfg.attack,
                 "certified_acc": certified_accuracy(r_cert, eps),
                 "bound_gap": loss_gap_bound(model, norm, eps),
@@ -270,7 +271,7 @@ class Trial:
                 x_uap = (x + delta).clamp(0, 1)
                 top, rest = perturbation_alignment(model, x_uap - x, norm)
                 rows.append({
-                    **rows[-1], **_attacked(model, x_uap, y, clean_loss),
+                    **rows[-1], **_attacked(model, x_uap, y, clean_correct, clean_loss),
                     "attack": "uap", "align_top": top, "align_rest": rest,
                     "fooling_rate": fooling_rate(model, x, delta),
                 })
@@ -341,11 +342,13 @@ def _accuracy_and_loss(model: nn.Module, x_all, y_all, device, batch: int = 1024
 
 
 @torch.no_grad()
-def _attacked(model: nn.Module, x_adv, y, clean_loss: float) -> dict[str, float]:
+def _attacked(model: nn.Module, x_adv, y, clean_correct, clean_loss: float) -> dict[str, float]:
+    """Robust means correct both clean and perturbed (a universal perturbation can "fix" a
+    misclassified sample; that does not make it robust), so robust_acc <= clean_acc always."""
     logits = model(x_adv)
     adv_loss = F.cross_entropy(logits, y).item()
     return {
-        "robust_acc": (logits.argmax(1) == y).float().mean().item(),
+        "robust_acc": ((logits.argmax(1) == y) & clean_correct).float().mean().item(),
         "adv_loss": adv_loss,
         "measured_gap": adv_loss - clean_loss,
     }

@@ -105,6 +105,7 @@ class StoreCallback(Callback):
             "clean_acc": result.get("clean_acc"),
             "robust_acc": result.get("robust_acc"),
             "neuron_comp": result.get("neuron_comp"),
+            "neuron_comp_l2": result.get("neuron_comp_l2"),
             "spectral_comp": result.get("spectral_comp"),
             "wall_seconds": result.get("time_total_s"),
             "error": error,

@@ -85,7 +85,8 @@ def synthetic_run(
                     trials.append({
                         "run_id": run_dir.name, "trial_id": tid, "space": "synthetic",
                         "status": "completed", "seed": seed, "iterations": 3,
-                        "clean_acc": clean, "neuron_comp": comp * 0.9, "spectral_comp": comp,
+                        "clean_acc": clean, "neuron_comp": comp * 0.9, "neuron_comp_l2": comp,
+                        "spectral_comp": comp,
                         "wall_seconds": 1.0, "error": "", "compression": knob,
                         "strength": strength, **setting,
                     })

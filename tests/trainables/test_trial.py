@@ -186,3 +186,15 @@ def _comparable(result: dict) -> str:
     """A result without wall-clock fields, as text (so NaN equals NaN) for exact equality."""
     drop = {"time", "epoch_seconds"}
     return json.dumps({k: v for k, v in result.items() if k not in drop}, sort_keys=True)
+
+
+def test_a_perturbation_that_fixes_a_mistake_does_not_count_as_robust():
+    from trainables.trial import _attacked
+
+    model = torch.nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(2))
+    x, y = torch.tensor([[0.0, 1.0], [1.0, 0.0]]), torch.tensor([0, 0])
+    clean_correct = model(x).argmax(1) == y  # [wrong, right]
+    x_fixed = torch.tensor([[1.0, 0.0], [1.0, 0.0]])  # both predicted 0 now
+    assert _attacked(model, x_fixed, y, clean_correct, 0.0)["robust_acc"] == 0.5
