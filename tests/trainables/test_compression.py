@@ -15,14 +15,6 @@ from trainables.models import build_model
 from trainables.schema import kept_count
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def make(name: str, rank: int | None = None, seed: int = 0):
     torch.manual_seed(seed)
     shape = (1, 8, 8) if name != "resnet18" else (3, 8, 8)

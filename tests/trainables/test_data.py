@@ -17,15 +17,6 @@ from trainables.data._idx import read_idx
 from trainables.errors import ConfigError, DatasetNotFoundError
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The machine is shared: one intra-op thread is ~10x faster here than contended threads."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def write_idx(path: Path, array: np.ndarray, type_code: int, compress: bool) -> None:
     header = bytes([0, 0, type_code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()

@@ -32,14 +32,6 @@ CASES = [
 IDS = [f"{n}-{'x'.join(map(str, s))}-r{r}" for n, s, _, _, r in CASES]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The machine is shared: one intra-op thread is ~10x faster here than contended threads."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def make(name, shape, width, depth, rank, seed=0):
     torch.manual_seed(seed)
