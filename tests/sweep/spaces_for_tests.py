@@ -58,6 +58,15 @@ _register(
 )
 
 
+def launch_test_long(storage: str, *extra: str) -> list[str]:
+    """The command line that runs test_long through the launcher into STORAGE/run, quietly."""
+    return [
+        sys.executable, "-m", "tests.sweep.spaces_for_tests", "--space", "test_long",
+        "--scale", "smoke", "--storage", str(storage), "--name", "run",
+        "--metrics-port", "0", "--no-report", *extra,
+    ]
+
+
 if __name__ == "__main__":
     from sweep.launch import main
 

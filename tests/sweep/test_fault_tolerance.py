@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import polars as pl
 from ray.tune import Callback
 
 from sweep.service import run_sweep
+from tests.sweep.spaces_for_tests import launch_test_long
 from tests.sweep.test_sweep_e2e import launch_for, read
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,26 +62,7 @@ def test_killed_worker_resumes_from_its_checkpoint(ray_local, tmp_path):
 
 
 def launcher(tmp_path: Path, *extra: str) -> subprocess.Popen:
-    args = [
-        sys.executable,
-        "-m",
-        "tests.sweep.spaces_for_tests",
-        "--space",
-        "test_long",
-        "--scale",
-        "smoke",
-        "--storage",
-        str(tmp_path),
-        "--name",
-        "run",
-        "--metrics-port",
-        "0",
-        "--no-dashboard",
-        "--no-report",
-        "--max-concurrent",
-        "2",
-        *extra,
-    ]
+    args = launch_test_long(tmp_path, "--no-dashboard", "--max-concurrent", "2", *extra)
     env = {**os.environ, "RAY_DEDUP_LOGS": "0"}
     return subprocess.Popen(
         args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import polars as pl
 import pytest
 
 from tests.sweep.local_cluster import LocalCluster
+from tests.sweep.spaces_for_tests import launch_test_long
 from tests.sweep.test_fault_tolerance import REPO
 
 
@@ -23,24 +23,7 @@ def two_nodes():
 
 
 def test_trials_run_on_both_nodes(two_nodes, tmp_path):
-    args = [
-        sys.executable,
-        "-m",
-        "tests.sweep.spaces_for_tests",
-        "--space",
-        "test_long",
-        "--scale",
-        "smoke",
-        "--address",
-        two_nodes.address,
-        "--storage",
-        str(tmp_path),
-        "--name",
-        "run",
-        "--metrics-port",
-        "0",
-        "--no-report",
-    ]
+    args = launch_test_long(tmp_path, "--address", two_nodes.address)
     done = subprocess.run(
         args, cwd=REPO, env=two_nodes.env, capture_output=True, text=True, timeout=300, check=False
     )
