@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 
 from sweep.store._layout import (
     ROW_TABLES,
@@ -127,19 +128,32 @@ class ResultStore:
     def compact(self) -> None:
         """Merge each table's parts into one file (at the end of a run: fewer files to scan).
 
+        Idempotent: a crash at any step leaves every row on disk at least once, and the next
+        compaction de-duplicates, so a rerun ends with each (trial_id, iteration) exactly once.
         The merged file is complete before any part is removed, so no row is ever missing; a
-        reader scanning in the instant between the two steps may see a row twice.
+        reader scanning between the two steps may see a row twice (until the rerun).
         """
         for table in ROW_TABLES:
+            self._remove_temporaries(table)
             parts = self.layout.parts(table)
             if len(parts) <= 1:
                 continue
-            merged = pa.concat_tables([self.layout.read(p) for p in parts]).cast(
+            _compaction_step(f"{table}: read {len(parts)} parts")
+            merged = first_part_per_key([self.layout.read(p) for p in parts]).cast(
                 self._schemas[table]
             )
             self._write_part(table, merged)
+            _compaction_step(f"{table}: merged part written")
             for path in parts:
                 self.layout.fs.delete_file(path)
+                _compaction_step(f"{table}: deleted {path.rsplit('/', 1)[-1]}")
+
+    def _remove_temporaries(self, table: str) -> None:
+        """A crash inside write_atomic leaves a *.tmp beside the parts (one writer: the lock)."""
+        selector = pafs.FileSelector(self.layout.table_dir(table), allow_not_found=True)
+        for info in self.layout.fs.get_file_info(selector):
+            if info.type == pafs.FileType.File and info.base_name.endswith(".tmp"):
+                self.layout.fs.delete_file(info.path)
 
     def _pending(self) -> bool:
         return self._trials_dirty or self.buffered_rows() > 0
@@ -164,3 +178,22 @@ class ResultStore:
 
     def _trials_path(self) -> str:
         return f"{self.layout.table_dir('trials')}/{TRIALS_FILE}"
+
+
+def first_part_per_key(parts: list[pa.Table]) -> pa.Table:
+    """Concatenate parts, keeping each (trial_id, iteration) key's rows from the first part that
+    holds it. A key's rows are always written together in one part (robustness and layers hold
+    several rows per key), so a key found in a later part is a copy: a replayed iteration, or a
+    crashed compaction's merged part beside the parts it merged."""
+    seen: set[tuple[str, int]] = set()
+    kept = []
+    for part in parts:
+        keys = list(zip(part.column("trial_id").to_pylist(), part.column("iteration").to_pylist()))
+        mask = [key not in seen for key in keys]
+        seen.update(keys)
+        kept.append(part.filter(pa.array(mask, type=pa.bool_())) if not all(mask) else part)
+    return pa.concat_tables(kept) if kept else pa.table({})
+
+
+def _compaction_step(step: str) -> None:
+    """Called after each step of compact(); tests replace it to crash there (fault injection)."""

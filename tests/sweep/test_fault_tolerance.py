@@ -43,10 +43,14 @@ def assert_exactly_once(store: str) -> pl.DataFrame:
     for trial_id in trials["trial_id"]:
         its = sorted(history.filter(pl.col("trial_id") == trial_id)["iteration"])
         assert its == list(range(1, EPOCHS + 1)), (trial_id, its)
-    for table in ("robustness", "layers"):
-        rows = read(store, table).group_by("trial_id", "iteration").len()
+    for table, identity in (("robustness", ["norm", "eps", "attack"]), ("layers", ["layer"])):
+        frame = read(store, table)
+        rows = frame.group_by("trial_id", "iteration").len()
         assert rows.height == PLANNED * EPOCHS, table
         assert rows["len"].n_unique() == 1, f"{table}: an epoch has extra or missing rows"
+        # Each epoch's rows are distinct: catches duplicates even when every epoch has them.
+        distinct = frame.unique(["trial_id", "iteration", *identity]).height
+        assert distinct == frame.height, f"{table}: {frame.height - distinct} duplicated rows"
     return trials
 
 

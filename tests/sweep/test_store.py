@@ -78,12 +78,10 @@ def test_replayed_iteration_is_written_once(tmp_path):
     store.flush()
     for it in (2, 3, 4):
         store.add_result("t1", result(it, 0.5))
+    store.flush()  # mid-run: readers scan the parts before any compaction de-duplicates
+    assert_each_key_once(tmp_path, {("t1", i) for i in (1, 2, 3, 4)})
     store.close()
-    for table, per_iteration in (("history", 1), ("robustness", 3), ("layers", 2)):
-        frame = scan(tmp_path, table)
-        counts = frame.group_by("trial_id", "iteration").len().sort("iteration")
-        assert counts["iteration"].to_list() == [1, 2, 3, 4], table
-        assert set(counts["len"].to_list()) == {per_iteration}, table
+    assert_each_key_once(tmp_path, {("t1", i) for i in (1, 2, 3, 4)})
 
 
 def test_resumed_driver_knows_keys_written_before(tmp_path):
@@ -95,9 +93,10 @@ def test_resumed_driver_knows_keys_written_before(tmp_path):
     for trial in ("t1", "t2"):
         for it in (1, 2):
             second.add_result(trial, result(it, 0.5))
+    second.flush()  # before compaction: the resumed driver itself wrote no copy
+    assert_each_key_once(tmp_path, {("t1", 1), ("t1", 2), ("t2", 1), ("t2", 2)})
     second.close()
-    keys = scan(tmp_path, "history").select("trial_id", "iteration").rows()
-    assert sorted(keys) == [("t1", 1), ("t1", 2), ("t2", 1), ("t2", 2)]
+    assert_each_key_once(tmp_path, {("t1", 1), ("t1", 2), ("t2", 1), ("t2", 2)})
 
 
 def test_trials_row_is_replaced_not_duplicated(tmp_path):
@@ -193,3 +192,114 @@ def test_store_writes_through_a_file_uri(tmp_path):
     store.close()
     assert scan(tmp_path, "history")["trial_id"].to_list() == ["t1"]
     assert scan(tmp_path, "trials")["rank"].to_list() == [2]
+
+
+# ---- crashes inside the store's own writes ----------------------------------------------------
+ROWS_PER_KEY = {"history": 1, "robustness": 3, "layers": 2}  # result()'s defaults
+IDENTITY = {"history": [], "robustness": ["norm", "eps", "attack"], "layers": ["layer"]}
+
+
+def assert_each_key_once(root, keys: set[tuple[str, int]]) -> None:
+    """Every table holds exactly the given (trial_id, iteration) keys, each with its own rows
+    once: the row count per key is the expected count AND the rows of a key are distinct, so a
+    duplicate is caught even when every key is duplicated alike (uniform duplicates)."""
+    for table, per_key in ROWS_PER_KEY.items():
+        frame = scan(root, table)
+        counts = frame.group_by("trial_id", "iteration").len()
+        assert set(counts.select("trial_id", "iteration").rows()) == keys, table
+        assert counts["len"].to_list() == [per_key] * len(keys), table
+        distinct = frame.unique(["trial_id", "iteration", *IDENTITY[table]]).height
+        assert distinct == frame.height == per_key * len(keys), table
+
+
+def two_sessions_of_parts(root) -> set[tuple[str, int]]:
+    """A driver that flushed several parts and died, and a resumed one that replays an epoch."""
+    first = open_store(root, flush_rows=1, flush_seconds=3600)
+    for it in (1, 2, 3):
+        first.add_result("t1", result(it, 0.5))
+        first.add_result("t2", result(it, 0.6))
+        first.maybe_flush()
+    second = open_store(root, flush_rows=1, flush_seconds=3600)
+    for it in (3, 4):
+        second.add_result("t1", result(it, 0.5))
+        second.maybe_flush()
+    second.flush()
+    return {("t1", i) for i in (1, 2, 3, 4)} | {("t2", i) for i in (1, 2, 3)}
+
+
+class Crash(Exception):
+    pass
+
+
+def compaction_steps(tmp_path, monkeypatch) -> list[str]:
+    import sweep.store._writer as writer
+
+    seen: list[str] = []
+    monkeypatch.setattr(writer, "_compaction_step", seen.append)
+    keys = two_sessions_of_parts(tmp_path)
+    open_store(tmp_path).compact()
+    assert_each_key_once(tmp_path, keys)
+    monkeypatch.undo()
+    return seen
+
+
+def test_crash_at_every_compaction_step_then_rerun_is_exactly_once(tmp_path, monkeypatch):
+    import sweep.store._writer as writer
+
+    steps = compaction_steps(tmp_path / "probe", monkeypatch)
+    assert len(steps) > 6  # read, merged, a delete per part, for each of three tables
+    left_duplicates = 0
+    for i, step in enumerate(steps):
+        root = tmp_path / f"crash{i}"
+        keys = two_sessions_of_parts(root)
+
+        calls = iter(range(len(steps)))
+
+        def crash(at, _i=i, _calls=calls):  # part names differ per run: crash at the i-th step
+            if next(_calls) == _i:
+                raise Crash(at)
+
+        monkeypatch.setattr(writer, "_compaction_step", crash)
+        with pytest.raises(Crash):
+            open_store(root).close()
+        monkeypatch.undo()
+        left_duplicates += scan(root, "history").height > len(keys)
+        rerun = open_store(root)  # the resumed driver ends with close(): flush, then compact
+        rerun.close()
+        assert_each_key_once(root, keys)
+        for table in ROWS_PER_KEY:
+            assert len(StoreLayout.at(str(root / "store")).parts(table)) == 1, (step, table)
+    assert left_duplicates > 0  # the crashes did leave duplicates for the rerun to remove
+
+
+def test_crash_while_writing_a_file_leaves_every_file_readable(tmp_path, monkeypatch):
+    """A writer dying mid-file (full disk, kill) must never leave a half Parquet file where a
+    reader looks: parts and trials.parquet are written beside and renamed over."""
+    import pyarrow.parquet as pq
+
+    import sweep.store._layout as layout_module
+
+    store = open_store(tmp_path)
+    store.add_result("t1", result(1, 0.5))
+    store.set_trial({"trial_id": "t1", "status": "errored", "rank": 2})
+    store.flush()
+    real_write = pq.write_table
+
+    def dying_write(table, where, **kw):
+        real_write(table, where, **kw)
+        with open(where, "r+b") as f:  # the process dies with half the bytes on disk
+            f.truncate(os.path.getsize(where) // 2)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(layout_module.pq, "write_table", dying_write)
+    store.add_result("t1", result(2, 0.5))
+    store.set_trial({"trial_id": "t1", "status": "completed", "rank": 2})
+    with pytest.raises(OSError):
+        store.flush()
+    monkeypatch.undo()
+    for table in (*ROWS_PER_KEY, "trials"):
+        files = sorted((tmp_path / "store" / table).glob("*.parquet"))
+        for path in files:
+            pq.read_table(path)  # raises on a truncated file
+    assert scan(tmp_path, "history")["iteration"].to_list() == [1]
+    assert scan(tmp_path, "trials")["status"].to_list() == ["errored"]
