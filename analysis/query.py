@@ -16,6 +16,7 @@ import polars as pl
 
 from analysis._cli import fail
 from analysis.errors import QueryError
+from analysis.sandbox import check_plan, check_sql
 from analysis.store import load
 from trainables.errors import SweepError
 
@@ -25,9 +26,12 @@ def run_query(
 ) -> pl.DataFrame:
     """Execute Polars SQL over the run(s) and collect the answer."""
     tables = load(run_dirs)
+    check_sql(sql, tables.frames())  # before the engine: it reads table functions' files at once
     context = pl.SQLContext(frames=tables.frames())
     try:
-        return context.execute(sql).collect()
+        frame = context.execute(sql)
+        check_plan(frame, [run.path for run in tables.runs])
+        return frame.collect()
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as err:
         reason = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
         raise QueryError(

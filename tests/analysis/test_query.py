@@ -7,7 +7,9 @@ import subprocess
 import sys
 
 import polars as pl
+import pytest
 
+from analysis.errors import QueryError
 from analysis.query import main, run_query
 
 
@@ -68,3 +70,56 @@ def test_with_combines_runs(run_dir, tmp_path, capsys):
     path = tmp_path / "runs.csv"
     assert main([str(run_dir), sql, "--with", str(other), "--csv", str(path)]) == 0
     assert pl.read_csv(path).rows() == [("other", 3), (run_dir.name, 31)]
+
+
+SECRET_LINE = "do-not-print-me-4242"
+FILE_QUERIES = [
+    "SELECT * FROM read_csv('{f}')",
+    "select * from READ_CSV ( '{f}' )",
+    'SELECT * FROM "read_csv"(\'{f}\')',
+    "SELECT * FROM /* a comment */ read_csv -- another\n ('{f}')",
+    "SELECT * FROM trials WHERE trial_id IN (SELECT column_1 FROM read_csv('{f}'))",
+    "WITH x AS (SELECT * FROM Read_Parquet('{f}')) SELECT * FROM x",
+    "SELECT * FROM read_ipc('{f}')",
+    "SELECT * FROM read_json('{f}')",
+    "SELECT * FROM trials UNION ALL SELECT * FROM read_csv('{f}', has_headers => false)",
+]
+
+
+def test_file_reading_table_functions_are_refused(run_dir, tmp_path, capsys):
+    secret = tmp_path / "secret.csv"
+    secret.write_text(f"column_1\n{SECRET_LINE}\n")
+    for template in FILE_QUERIES:
+        sql = template.format(f=secret)
+        assert main([str(run_dir), sql]) == 2, sql
+        out, err = capsys.readouterr()
+        assert SECRET_LINE not in out + err, sql
+        assert out == "" and err.startswith("error: query refused") and err.count("\n") == 1, sql
+    # A string or a column that merely names such a function is no call, and still works.
+    fine = run_query(run_dir, "SELECT 'read_csv(x)' AS s, COUNT(*) AS n FROM trials")
+    assert fine.rows() == [("read_csv(x)", 31)]
+
+
+def test_the_engine_really_reads_files_without_the_check(run_dir, tmp_path, monkeypatch):
+    """Why the check exists: without it Polars SQL returns the file (and the test above fails)."""
+    import analysis.query as query
+
+    secret = tmp_path / "secret.csv"
+    secret.write_text(f"column_1\n{SECRET_LINE}\n")
+    monkeypatch.setattr(query, "check_sql", lambda sql, tables: None)
+    sql = f"SELECT * FROM trials WHERE trial_id IN (SELECT column_1 FROM read_csv('{secret}'))"
+    with pytest.raises(QueryError, match="scans"):  # the plan check is the second line of defence
+        run_query(run_dir, sql)
+    monkeypatch.setattr(query, "check_plan", lambda frame, dirs: None)
+    leaked = run_query(run_dir, f"SELECT * FROM read_csv('{secret}')")
+    assert leaked["column_1"].to_list() == [SECRET_LINE]
+
+
+def test_cli_process_prints_nothing_of_etc_passwd(run_dir):
+    sql = "SELECT * FROM read_csv('/etc/passwd')"
+    done = subprocess.run(
+        [sys.executable, "-m", "analysis.query", str(run_dir), sql],
+        check=False, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "root" not in done.stderr
