@@ -120,6 +120,16 @@ def options_from_args(args: argparse.Namespace) -> LaunchOptions:
     )
 
 
+def given_flags(argv: Sequence[str] | None) -> set[str]:
+    """The LaunchOptions fields set on the command line (a resume refuses plan changes)."""
+    parser = build_parser()
+    for action in parser._actions:  # parse again with no defaults: only what was typed remains
+        action.default = argparse.SUPPRESS
+    given = set(vars(parser.parse_args(argv)))
+    renamed = {"set": "trial_options", "no_dashboard": "dashboard", "no_report": "report"}
+    return {renamed.get(name, name) for name in given}
+
+
 def parse_sets(items: Sequence[str]) -> dict[str, Any]:
     """['epochs=2', 'norms=["l2"]'] -> {'epochs': 2, 'norms': ['l2']}; JSON values, never eval."""
     parsed: dict[str, Any] = {}
@@ -140,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_spaces()
         return 0
     try:
-        launch = prepare_launch(options_from_args(args))
+        launch = prepare_launch(options_from_args(args), given_flags(argv))
     except SweepError as err:
         _fail(str(err))
     if launch.options.dry_run:

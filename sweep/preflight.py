@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sweep.options import LaunchOptions
@@ -23,6 +25,8 @@ RUNTIME_FLAGS = (
     "max_concurrent",
     "dry_run",
 )
+# Placement flags a resumed run may change; when not given, the run's saved values stand.
+PLACEMENT_FLAGS = ("cpus_per_trial", "gpus_per_trial", "max_failures")
 
 
 @dataclass(frozen=True)
@@ -44,12 +48,15 @@ class Launch:
         return self.plan.default_num_samples(self.options.search)
 
 
-def prepare_launch(options: LaunchOptions) -> Launch:
-    """Raise ConfigError / DatasetNotFoundError / SweepError with one line on any bad input."""
+def prepare_launch(options: LaunchOptions, given: Collection[str] | None = None) -> Launch:
+    """Raise ConfigError / DatasetNotFoundError / SweepError with one line on any bad input.
+
+    given: the LaunchOptions fields set on the command line (None: those differing from the
+    defaults); on --resume, a given flag that would change the run's plan is refused."""
     location = RunLocation(options.storage, options.run_name())
     if options.resume:
         location.check_resumable()
-        options = _saved_options(location, options)
+        options = _saved_options(location, options, given)
     plan = get_space(options.space).resolve(options.scale, options.trial_overrides())
     if not options.resume and not options.dry_run:
         location.check_new()
@@ -94,15 +101,33 @@ def check_datasets(plan: Plan) -> None:
             )
 
 
-def _saved_options(location: RunLocation, cli: LaunchOptions) -> LaunchOptions:
+def _saved_options(
+    location: RunLocation, cli: LaunchOptions, given: Collection[str] | None
+) -> LaunchOptions:
     try:
         saved = dict(location.read_run_json()["options"])
     except (KeyError, ValueError, TypeError) as err:
         raise ConfigError(
             f"cannot resume {location.run_dir}: run.json is unreadable ({err})"
         ) from None
-    known = {f.name for f in dataclasses.fields(LaunchOptions)}
+    known = {f.name: f for f in dataclasses.fields(LaunchOptions)}
     saved = {k: v for k, v in saved.items() if k in known}
+    if given is None:
+        default = LaunchOptions()
+        given = [k for k in known if getattr(cli, k) != getattr(default, k)]
+    for key in sorted(set(given) - set(RUNTIME_FLAGS) - set(PLACEMENT_FLAGS) - {"resume"}):
+        ours, theirs = _comparable(getattr(cli, key)), _comparable(saved.get(key))
+        if ours != theirs:
+            raise ConfigError(
+                f"--resume keeps the run's plan, but --{key.replace('_', '-')} {ours!r} differs "
+                f"from the run's {theirs!r}; drop the flag, or start a new run with another --name"
+            )
     saved.update({k: getattr(cli, k) for k in RUNTIME_FLAGS})
+    saved.update({k: getattr(cli, k) for k in PLACEMENT_FLAGS if k in given})
     saved["resume"] = True
     return LaunchOptions(**saved)
+
+
+def _comparable(value: object) -> object:
+    """run.json holds JSON: tuples came back as lists."""
+    return json.loads(json.dumps(value, default=list))

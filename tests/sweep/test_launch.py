@@ -116,3 +116,44 @@ def test_the_real_process_exits_2(tmp_path):
     )
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def saved_smoke_run(storage) -> None:
+    """A run directory as a launch leaves it before its first trial: run.json (no Ray needed)."""
+    from sweep.options import LaunchOptions
+    from sweep.preflight import prepare_launch
+    from sweep.service import run_spec
+
+    options = LaunchOptions(space="smoke", scale="smoke", storage=str(storage), name="r",
+                            metrics_port=0, trial_options={"epochs": 2})
+    launch = prepare_launch(options)
+    launch.location.write_run_json(run_spec(launch))
+    (storage / "r" / "tune").mkdir()
+    (storage / "r" / "tune" / "tuner.pkl").write_bytes(b"")
+
+
+def test_resume_refuses_flags_that_change_the_plan(tmp_path, capsys):
+    saved_smoke_run(tmp_path)
+    base = ["--resume", "--name", "r", "--storage", str(tmp_path), "--dry-run", *QUIET]
+    changes = {
+        "space": ["--space", "neuron_l2"],
+        "scale": ["--scale", "cpu"],
+        "trial-options": ["--set", "epochs=3"],
+        "dataset": ["--dataset", "synthetic"],
+        "num-samples": ["--num-samples", "2"],
+        "search": ["--search", "random"],
+        "scheduler": ["--scheduler", "asha"],
+    }
+    before = sorted(p.name for p in (tmp_path / "r").rglob("*"))
+    for flag, extra in changes.items():
+        code, out, err = run_main(capsys, [*base, *extra])
+        assert code == 2, (flag, out, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and f"--{flag} " in lines[0] and "differs" in lines[0], lines
+    # The same values again, and placement flags, are fine (the plan is the run's).
+    for extra in (["--space", "smoke", "--scale", "smoke", "--set", "epochs=2"],
+                  ["--cpus-per-trial", "2", "--max-failures", "0", "--address", "auto"], []):
+        code, out, err = run_main(capsys, [*base, *extra])
+        assert code == 0, (extra, err)
+        assert "space smoke (scale smoke)" in out and "epochs=2" in out
+    assert sorted(p.name for p in (tmp_path / "r").rglob("*")) == before
