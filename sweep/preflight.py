@@ -8,6 +8,7 @@ import socket
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from sweep.lock import RunLock
 from sweep.options import LaunchOptions
 from sweep.rundir import RunLocation
 from sweep.spaces import Plan, get_space
@@ -36,6 +37,7 @@ class Launch:
     options: LaunchOptions
     plan: Plan
     location: RunLocation
+    lock: RunLock | None = None  # held from preflight until run_sweep ends (None: dry run)
 
     @property
     def trial_count(self) -> int:
@@ -63,7 +65,20 @@ def prepare_launch(options: LaunchOptions, given: Collection[str] | None = None)
     if options.metrics_port and not options.dry_run:
         check_port_free(options.metrics_port)
     check_datasets(plan)
-    return Launch(options, plan, location)
+    lock = None if options.dry_run else _lock(location, options.resume)
+    return Launch(options, plan, location, lock)
+
+
+def _lock(location: RunLocation, resume: bool) -> RunLock:
+    """Take the run directory's lock last (every cheap check passed), then check again under it:
+    a launcher that held it may have created (or finished) the run since the checks above."""
+    lock = RunLock.acquire(location)
+    try:
+        location.check_resumable() if resume else location.check_new()
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def check_port_free(port: int) -> None:

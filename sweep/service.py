@@ -78,6 +78,14 @@ def run_sweep(
     for key, value in _TUNE_ENV.items():
         os.environ.setdefault(key, value)
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    try:
+        return _run_sweep(launch, on_start, extra_callbacks)
+    finally:
+        if launch.lock is not None:
+            launch.lock.release()
+
+
+def _run_sweep(launch: Launch, on_start: Any, extra_callbacks: list | None) -> SweepOutcome:
     from sweep.tuner import build_tuner, restore_tuner
 
     start = time.monotonic()
