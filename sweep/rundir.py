@@ -71,7 +71,7 @@ class RunLocation:
 
     def check_resumable(self) -> None:
         fs, path = resolve_fs(self.run_dir)
-        for need in (RUN_JSON, f"{TUNE_DIR}/tuner.pkl"):
+        for need in (RUN_JSON,):  # a resume reads run.json and the store, never Tune's pickles
             if fs.get_file_info(f"{path}/{need}").type != pafs.FileType.File:
                 raise ConfigError(
                     f"cannot resume {self.run_dir}: {need} is missing; check --storage and --name "

@@ -73,8 +73,9 @@ def _use_token_auth_if_available() -> None:
 def run_sweep(
     launch: Launch, *, on_start: Any = None, extra_callbacks: list | None = None
 ) -> SweepOutcome:
-    """Fit (or restore) the sweep. on_start(dashboard_url) is called once Ray is up;
-    extra_callbacks (ray.tune.Callback) see every event beside the store (new runs only)."""
+    """Fit the sweep (a resume fits the trials still to run, see sweep/resume.py).
+    on_start(dashboard_url) is called once Ray is up; extra_callbacks (ray.tune.Callback) see
+    every event beside the store."""
     for key, value in _TUNE_ENV.items():
         os.environ.setdefault(key, value)
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
@@ -86,18 +87,22 @@ def run_sweep(
 
 
 def _run_sweep(launch: Launch, on_start: Any, extra_callbacks: list | None) -> SweepOutcome:
-    from sweep.tuner import build_tuner, restore_tuner
+    from sweep.resume import resume_entries
 
     start = time.monotonic()
-    dashboard = start_ray(launch)
-    if on_start is not None:
-        on_start(dashboard)
-    if launch.options.resume:
-        tuner = restore_tuner(launch)
+    resume = resume_entries(launch) if launch.options.resume else None
+    if resume == []:  # every trial ended: only the store's final compaction may be missing
+        dashboard = None
+        _finish_store(launch)
     else:
-        launch.location.write_run_json(run_spec(launch))
-        tuner = build_tuner(launch, extra_callbacks=extra_callbacks)
-    tuner.fit()
+        from sweep.tuner import build_tuner
+
+        dashboard = start_ray(launch)
+        if on_start is not None:
+            on_start(dashboard)
+        if resume is None:
+            launch.location.write_run_json(run_spec(launch))
+        build_tuner(launch, extra_callbacks=extra_callbacks, resume=resume).fit()
     statuses = _statuses(launch)
     return SweepOutcome(
         run_dir=launch.location.run_dir,
@@ -108,6 +113,16 @@ def _run_sweep(launch: Launch, on_start: Any, extra_callbacks: list | None) -> S
         wall_seconds=time.monotonic() - start,
         dashboard_url=dashboard,
     )
+
+
+def _finish_store(launch: Launch) -> None:
+    from sweep.store import ResultStore
+
+    plan = launch.plan
+    store = ResultStore(launch.location.store_root, run_id=launch.location.name,
+                        hyperparameters=plan.hyperparameters())
+    store.open()
+    store.close()
 
 
 def run_spec(launch: Launch) -> dict[str, Any]:

@@ -9,6 +9,7 @@ FailureConfig retries the trial from its checkpoint.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from typing import Any
 
@@ -16,6 +17,7 @@ import ray
 import torch
 from ray import tune
 
+from sweep.resume import CHECKPOINT_EPOCH_FILE, checkpoint_epoch_doc, restore_path
 from sweep.spaces import trial_options
 from trainables.trial import Trial
 
@@ -30,6 +32,8 @@ def tune_trial(config: dict[str, Any]) -> None:
         torch.set_num_threads(int(options["threads"]))
     trial = Trial(options)
     checkpoint = tune.get_checkpoint()
+    if checkpoint is None and restore_path(config):  # a resumed run's trial (sweep/resume.py)
+        checkpoint = tune.Checkpoint(restore_path(config))
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             trial.load(directory)
@@ -38,6 +42,9 @@ def tune_trial(config: dict[str, Any]) -> None:
         result = {**result, "node_id": node_id}
         with tempfile.TemporaryDirectory(prefix="trial-ckpt-") as tmp:
             trial.save(tmp)
+            # Its epoch as JSON: a resume picks checkpoints without unpickling anything.
+            with open(os.path.join(tmp, CHECKPOINT_EPOCH_FILE), "w") as f:
+                f.write(checkpoint_epoch_doc(result["iteration"]))
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
         if result.get("diverged"):
             return

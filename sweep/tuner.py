@@ -1,7 +1,7 @@
 """Launch -> ray.tune.Tuner: param space, search algorithm, scheduler, resources, callbacks.
 
-Also the restore path: Tuner.restore re-attaches the callbacks that were pickled with the
-experiment (they pickle as constructor arguments, so they come back fresh and reload the store).
+A resumed run is a new experiment over the trials still to run (sweep/resume.py): Tuner.restore
+would unpickle tuner.pkl and the experiment state from storage, which a resume never does.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tun
 from sweep.metrics_export import SweepMetrics
 from sweep.preflight import Launch
 from sweep.progress import ProgressCallback
+from sweep.spaces._space import RESUME_KEY
 from sweep.spaces import Cases, Grid, IntRange, LogUniform, Plan, Uniform
 from sweep.store import StoreCallback
 from sweep.trainable import tune_trial
@@ -63,14 +64,19 @@ def callbacks(launch: Launch) -> list[tune.Callback]:
     return found
 
 
-def build_tuner(launch: Launch, extra_callbacks: list | None = None) -> Tuner:
+def build_tuner(
+    launch: Launch, extra_callbacks: list | None = None, resume: list | None = None
+) -> Tuner:
+    """A new experiment; with resume (sweep/resume.py entries), a grid over exactly those."""
     plan, options = launch.plan, launch.options
+    resumed = resume is not None
     return Tuner(
         trainable_with_resources(launch),
-        param_space=param_space(plan, options.search),
+        param_space={RESUME_KEY: tune.grid_search(resume)} if resumed
+        else param_space(plan, options.search),
         tune_config=TuneConfig(
-            num_samples=launch.num_samples,
-            search_alg=_search_alg(plan, options.search),
+            num_samples=1 if resumed else launch.num_samples,
+            search_alg=None if resumed else _search_alg(plan, options.search),
             scheduler=_scheduler(plan, options.scheduler),
             max_concurrent_trials=options.max_concurrent,
             reuse_actors=True,
@@ -84,16 +90,6 @@ def build_tuner(launch: Launch, extra_callbacks: list | None = None) -> Tuner:
             checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
             verbose=0,
         ),
-    )
-
-
-def restore_tuner(launch: Launch) -> Tuner:
-    """Continue an interrupted run: unfinished and errored trials resume from their checkpoints."""
-    return Tuner.restore(
-        launch.location.tune_dir,
-        trainable=trainable_with_resources(launch),
-        resume_unfinished=True,
-        resume_errored=True,
     )
 
 

@@ -142,11 +142,17 @@ def encode_case(case: Mapping[str, Any]) -> str:
     return json.dumps(dict(case), sort_keys=True)
 
 
+# The one Tune config key of a resumed run's trials: {"trial_id", "config", "restore"}.
+RESUME_KEY = "_resume"
+
+
 def trial_options(sample: Mapping[str, Any]) -> dict[str, Any]:
     """A sampled configuration (plain TrialConfig keys plus encoded Cases) -> TrialConfig keys."""
     options: dict[str, Any] = {}
     for key, value in sample.items():
-        if key in TRIAL_FIELDS:
+        if key == RESUME_KEY:  # a resumed trial's entry (sweep/resume.py): its config is whole
+            options.update(value["config"])
+        elif key in TRIAL_FIELDS:
             options[key] = value
         elif isinstance(value, str) and value.startswith("{"):
             options.update(json.loads(value))

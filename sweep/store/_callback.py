@@ -1,8 +1,10 @@
 """StoreCallback: Ray Tune events in the driver -> ResultStore rows.
 
-Tune pickles its callbacks with the experiment (tuner.pkl) and unpickles them on
-Tuner.restore, so this object pickles as its constructor arguments only; the store (buffers,
-known keys) is rebuilt from disk in `setup`, which is what makes driver resume exactly-once.
+Tune pickles its callbacks with the experiment (tuner.pkl), so this object pickles as its
+constructor arguments only; the store (buffers, known keys) is rebuilt from disk in `setup`, which
+is what makes a resumed driver exactly-once. A resume never unpickles tuner.pkl: it starts a new
+experiment from run.json and the records written here (sweep/resume.py), and a resumed trial keeps
+its first store trial_id.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from sweep.resume import record_started, store_trial_id
 from sweep.spaces import column_value, trial_options
 from sweep.store._writer import ResultStore
 from trainables.config import TrialConfig
@@ -62,9 +65,13 @@ class StoreCallback(Callback):
     def setup(self, **info: Any) -> None:
         self.store.open()
 
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        # What a resume rebuilds the trial from, as JSON (sweep/resume.py): never Tune's pickles.
+        record_started(self.store.layout, trial.trial_id, trial.config)
+
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any):
         if "iteration" in result:
-            self.store.add_result(trial.trial_id, result)
+            self.store.add_result(store_trial_id(trial.trial_id, trial.config), result)
         self.store.maybe_flush()
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
@@ -97,7 +104,7 @@ class StoreCallback(Callback):
         result = trial.last_result or {}
         config = TrialConfig.from_dict(trial_options(trial.config)).to_dict()
         row: dict[str, Any] = {
-            "trial_id": trial.trial_id,
+            "trial_id": store_trial_id(trial.trial_id, trial.config),
             "space": self.space,
             "status": status,
             "seed": config["seed"],

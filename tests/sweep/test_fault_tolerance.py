@@ -4,6 +4,8 @@ and resumed. After each, the store holds every planned trial once and every epoc
 from __future__ import annotations
 
 import os
+import pickle
+import shutil
 import signal
 import subprocess
 import time
@@ -14,6 +16,7 @@ from ray.tune import Callback
 
 from sweep.service import run_sweep
 from tests.sweep.spaces_for_tests import launch_test_long
+from tests.sweep.test_resume import Payload
 from tests.sweep.test_sweep_e2e import launch_for, read
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,6 +41,7 @@ def assert_exactly_once(store: str) -> pl.DataFrame:
     assert trials.height == PLANNED and trials["trial_id"].n_unique() == PLANNED
     assert set(trials["status"]) == {"completed"}
     history = read(store, "history")
+    assert set(history["trial_id"]) == set(trials["trial_id"]), "rows of no trial, or lost"
     keys = history.group_by("trial_id", "iteration").len()
     assert keys["len"].max() == 1, "a (trial_id, iteration) row is duplicated"
     for trial_id in trials["trial_id"]:
@@ -84,6 +88,18 @@ def wait_for_epoch_checkpoints(run_dir: Path, count: int, proc: subprocess.Popen
     raise AssertionError("no checkpoints appeared")
 
 
+def drop_newest_checkpoints(run_dir: Path) -> int:
+    """Each trial's newest checkpoint lost (its upload died with the driver): the resume restores
+    older ones and replays epochs the store already holds, which exactly-once must drop."""
+    dropped = 0
+    for trial_dir in run_dir.glob("tune/trial_*"):
+        checkpoints = sorted(trial_dir.glob("checkpoint_*"))
+        if len(checkpoints) >= 2:
+            shutil.rmtree(checkpoints[-1])
+            dropped += 1
+    return dropped
+
+
 def interrupt_then_resume(tmp_path: Path, sig: int) -> None:
     first = launcher(tmp_path)
     wait_for_epoch_checkpoints(tmp_path / "run", 3, first)
@@ -92,11 +108,19 @@ def interrupt_then_resume(tmp_path: Path, sig: int) -> None:
     assert first.returncode != 0, out  # it did not finish before the signal
     trials_before = read(str(tmp_path / "run" / "store"), "trials").height
     assert trials_before < PLANNED
+    if sig == signal.SIGKILL:
+        assert drop_newest_checkpoints(tmp_path / "run") >= 1
+    # Whoever can write the storage plants code in Tune's pickle; a resume must not run it.
+    marker = tmp_path / "marker"
+    (tmp_path / "run" / "tune" / "tuner.pkl").write_bytes(pickle.dumps(Payload(marker)))
     second = launcher(tmp_path, "--resume")
     out, _ = second.communicate(timeout=240)
     assert second.returncode == 0, out
     assert "resumed" in out
-    assert_exactly_once(str(tmp_path / "run" / "store"))
+    assert not marker.exists()
+    trials = assert_exactly_once(str(tmp_path / "run" / "store"))
+    if sig == signal.SIGINT:
+        assert trials["resumed_from"].max() >= 1  # restored from a checkpoint, not from scratch
 
 
 def test_driver_sigint_then_resume(tmp_path):

@@ -112,7 +112,8 @@ def test_two_concurrent_launches_of_one_run(tmp_path):
                          text=True)
         for _ in range(2)
     ]
-    done = [(p.wait(timeout=240), *p.communicate()) for p in procs]
+    outputs = [p.communicate(timeout=240) for p in procs]
+    done = [(p.returncode, *out) for p, out in zip(procs, outputs)]
     codes = sorted(code for code, _, _ in done)
     assert codes == [0, 2], done
     _, _, err = next(d for d in done if d[0] == 2)
