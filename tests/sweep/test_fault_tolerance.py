@@ -88,28 +88,39 @@ def wait_for_epoch_checkpoints(run_dir: Path, count: int, proc: subprocess.Popen
     raise AssertionError("no checkpoints appeared")
 
 
-def drop_newest_checkpoints(run_dir: Path) -> int:
-    """Each trial's newest checkpoint lost (its upload died with the driver): the resume restores
-    older ones and replays epochs the store already holds, which exactly-once must drop."""
+def wait_for_stored_rows(store: Path, proc: subprocess.Popen) -> None:
+    """Until the store holds history rows (flushed every few seconds), or fail."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if any(pl.read_parquet(p).height for p in store.glob("history/*.parquet")):
+            return
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.2)
+    raise AssertionError("no history rows were flushed")
+
+
+def drop_checkpoints(run_dir: Path) -> int:
+    """Every checkpoint lost (say, local disks gone with the nodes): the resumed trials start
+    from scratch and replay epochs the store already holds, which exactly-once must drop."""
     dropped = 0
-    for trial_dir in run_dir.glob("tune/trial_*"):
-        checkpoints = sorted(trial_dir.glob("checkpoint_*"))
-        if len(checkpoints) >= 2:
-            shutil.rmtree(checkpoints[-1])
-            dropped += 1
+    for checkpoint in run_dir.glob("tune/trial_*/checkpoint_*"):
+        shutil.rmtree(checkpoint)
+        dropped += 1
     return dropped
 
 
 def interrupt_then_resume(tmp_path: Path, sig: int) -> None:
     first = launcher(tmp_path)
     wait_for_epoch_checkpoints(tmp_path / "run", 3, first)
+    if sig == signal.SIGKILL:
+        wait_for_stored_rows(tmp_path / "run" / "store", first)
     first.send_signal(sig)
     out, _ = first.communicate(timeout=120)
     assert first.returncode != 0, out  # it did not finish before the signal
     trials_before = read(str(tmp_path / "run" / "store"), "trials").height
     assert trials_before < PLANNED
     if sig == signal.SIGKILL:
-        assert drop_newest_checkpoints(tmp_path / "run") >= 1
+        assert drop_checkpoints(tmp_path / "run") >= 1
     # Whoever can write the storage plants code in Tune's pickle; a resume must not run it.
     marker = tmp_path / "marker"
     (tmp_path / "run" / "tune" / "tuner.pkl").write_bytes(pickle.dumps(Payload(marker)))

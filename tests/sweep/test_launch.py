@@ -127,9 +127,8 @@ def saved_smoke_run(storage) -> None:
     options = LaunchOptions(space="smoke", scale="smoke", storage=str(storage), name="r",
                             metrics_port=0, trial_options={"epochs": 2})
     launch = prepare_launch(options)
+    launch.lock.release()
     launch.location.write_run_json(run_spec(launch))
-    (storage / "r" / "tune").mkdir()
-    (storage / "r" / "tune" / "tuner.pkl").write_bytes(b"")
 
 
 def test_resume_refuses_flags_that_change_the_plan(tmp_path, capsys):
