@@ -14,7 +14,6 @@ import polars as pl
 import pytest
 
 import sweep.lock as lock_module
-from sweep.launch import main
 from sweep.lock import RunLock, lock_path
 from sweep.rundir import RunLocation
 from tests.sweep.spaces_for_tests import launch_test_long
