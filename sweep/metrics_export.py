@@ -26,6 +26,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from ray.tune import Callback
 
+from sweep.spaces._space import RESUME_KEY
 from trainables.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,10 @@ def trial_state(
     last_result = last_result or {}
     if last_result.get("diverged"):
         return "diverged"
-    epochs = (config or {}).get("epochs")
+    config = config or {}
+    if isinstance(config.get(RESUME_KEY), dict):  # a resumed run's trial: its config is whole
+        config = config[RESUME_KEY].get("config") or {}
+    epochs = config.get("epochs")
     done = last_result.get("iteration", last_result.get("training_iteration"))
     if isinstance(epochs, int) and isinstance(done, int) and done < epochs:
         return "stopped"

@@ -254,6 +254,9 @@ def test_trial_state_reads_status_result_and_config():
     assert trial_state("RUNNING", {"iteration": 1}, cfg) == "running"
     assert trial_state("ERROR", {"iteration": 1}, cfg) == "errored"
     assert trial_state("TERMINATED", {"iteration": 4}, cfg) == "completed"
+    resumed = {"_resume": {"trial_id": "t", "config": cfg, "restore": None}}
+    assert trial_state("TERMINATED", {"iteration": 2}, resumed) == "stopped"
+    assert trial_state("TERMINATED", {"iteration": 4}, resumed) == "completed"
     assert trial_state("TERMINATED", {"iteration": 2}, cfg) == "stopped"
     assert trial_state("TERMINATED", {"iteration": 2, "diverged": True}, cfg) == "diverged"
 
