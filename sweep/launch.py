@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -128,10 +129,23 @@ def parse_sets(items: Sequence[str]) -> dict[str, Any]:
         if not sep or not key:
             _fail(f"--set needs OPTION=VALUE, but got {item!r}")
         try:
-            parsed[key.strip()] = json.loads(raw)
+            value = json.loads(raw)
         except ValueError:
-            parsed[key.strip()] = raw
+            value = raw
+        if not _all_finite(value):  # JSON's Infinity / NaN / 1e400: never a usable trial option
+            _fail(f"--set {key.strip()} must hold finite numbers, but got {raw!r}")
+        parsed[key.strip()] = value
     return parsed
+
+
+def _all_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_all_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:

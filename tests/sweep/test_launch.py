@@ -50,16 +50,41 @@ def bad_inputs(tmp_path):
         "relative name escape": [*base, "--name", "../up"],
         "resume of nothing": [*base, "--resume"],
         "bad address": [*base, "--address", "localhost"],
+        "string for a float": [*base, "--set", "strength=abc"],
+        "string for a float list": [*base, "--set", 'eps_linf="x"'],
+        "infinite eps": [*base, "--set", "eps_linf=[Infinity]"],
+        "overflowing eps": [*base, "--set", "eps_linf=[0.01,1e400]"],
+        "infinite lr": [*base, "--set", "lr=Infinity"],
+        "NaN lr": [*base, "--set", "lr=NaN"],
+        "NaN strength": [*base, "--set", "strength=NaN"],
+        "infinite at_eps": [*base, "--set", "at_eps=1e999"],
+        "number for a string": [*base, "--set", "attack=3"],
+        "number for a bool": [*base, "--set", "proximal=1"],
+        "float for an int": [*base, "--set", "epochs=1.5"],
+        "set without value": [*base, "--set", "epochs"],
+        "infinite cpus": [*base, "--cpus-per-trial", "inf"],
+        "NaN gpus": [*base, "--gpus-per-trial", "nan"],
+    }
+
+
+def snapshot(root) -> dict[str, tuple]:
+    """Every path under root with its type, size and mtime: "nothing written" made checkable."""
+    return {
+        str(p.relative_to(root)): (p.is_dir(), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
     }
 
 
 def test_every_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys):
-    for what, argv in bad_inputs(tmp_path).items():
+    table = bad_inputs(tmp_path)
+    before = snapshot(tmp_path)
+    for what, argv in table.items():
         code, out, err = run_main(capsys, argv)
         assert code == 2, (what, out, err)
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), (what, err)
-        assert not (tmp_path / "runs").exists(), what
+        assert "Traceback" not in out + err, what
+        assert snapshot(tmp_path) == before, what
 
 
 def test_busy_metrics_port_and_existing_run_are_refused(tmp_path, capsys):
