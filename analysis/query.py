@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from analysis._cli import fail
+from analysis._cli import OneLineParser, fail
 from analysis.errors import QueryError
 from analysis.store import load
 from trainables.errors import SweepError
@@ -36,7 +36,7 @@ def run_query(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m analysis.query",
         description="Run Polars SQL over a run's result store "
         "(tables: trials, history, robustness, layers).",
