@@ -8,7 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sweep.preflight import Launch
+from sweep.preflight import Launch, check_cluster_fits
+from trainables.errors import SweepError
 
 # Tune's per-trial JSON/CSV/TensorBoard loggers would write every result a second time;
 # the Parquet store is the record. Set before Tune reads them.
@@ -45,7 +46,17 @@ def start_ray(launch: Launch) -> str | None:
     options = launch.options
     if options.address is not None:
         _use_token_auth_if_available()
-        context = ray.init(address=options.address)
+        try:
+            context = ray.init(address=options.address)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise SweepError(
+                f"cannot join the Ray cluster at --address {options.address} ({reason}); "
+                "check that it runs (ray status) and that its token is in ~/.ray/auth_token"
+            ) from None
+        check_cluster_fits(
+            options, lambda: [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+        )
     else:
         extra = {}
         if options.ray_metrics_port:  # else Ray picks one, listed in its service-discovery file

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import math
+import os
 import socket
 import subprocess
 import sys
+import time
+from dataclasses import replace
+
+import pytest
 
 from sweep.launch import main
+from sweep.options import DEFAULT_METRICS_PORT, LaunchOptions
+from sweep.preflight import check_cluster_fits, local_gpu_count, prepare_launch
 from sweep.spaces import get_space
 from tests.sweep.test_fault_tolerance import REPO
+from trainables.errors import ConfigError
 
 QUIET = ["--metrics-port", "0", "--no-dashboard", "--no-report"]
 
@@ -64,6 +72,14 @@ def bad_inputs(tmp_path):
         "set without value": [*base, "--set", "epochs"],
         "infinite cpus": [*base, "--cpus-per-trial", "inf"],
         "NaN gpus": [*base, "--gpus-per-trial", "nan"],
+        "more CPUs than the machine": [*base, "--cpus-per-trial", str((os.cpu_count() or 1) + 62)],
+        "more GPUs than the machine": [*base, "--gpus-per-trial", str(local_gpu_count() + 1)],
+        "unreachable address": [*base, "--address", "127.0.0.1:1"],
+        "negative resource wait": [*base, "--resource-wait", "-1"],
+        "infinite resource wait": [*base, "--resource-wait", "inf"],
+        "metrics port out of range": [*base, "--metrics-port", "70000"],
+        "fractional GPUs above one": [*base, "--gpus-per-trial", "1.5"],
+        "unknown flag": [*base, "--colour"],
     }
 
 
@@ -79,7 +95,9 @@ def test_every_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, caps
     table = bad_inputs(tmp_path)
     before = snapshot(tmp_path)
     for what, argv in table.items():
+        started = time.monotonic()
         code, out, err = run_main(capsys, argv)
+        assert time.monotonic() - started < 30, what  # an unreachable --address fails fast
         assert code == 2, (what, out, err)
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), (what, err)
@@ -140,4 +158,90 @@ def test_the_real_process_exits_2(tmp_path):
         check=False,
     )
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resource_messages_name_both_numbers(tmp_path, capsys):
+    cpus = os.cpu_count() or 1
+    base = ["--storage", str(tmp_path), "--name", "r", "--space", "smoke", "--scale", "smoke"]
+    _, _, err = run_main(capsys, [*base, *QUIET, "--cpus-per-trial", str(cpus + 62)])
+    assert f"--cpus-per-trial {cpus + 62}" in err and f"the {cpus} CPUs" in err
+    _, _, err = run_main(capsys, [*base, *QUIET, "--address", "127.0.0.1:1"])
+    assert "127.0.0.1:1 is not reachable" in err
+
+
+class FakeCluster:
+    """ray.nodes() as it changes: an autoscaler adds a bigger node after `grow_after` polls."""
+
+    def __init__(self, grow_after: int | None) -> None:
+        self.polls, self.grow_after, self.now, self.slept = 0, grow_after, 0.0, []
+
+    def nodes(self) -> list[dict[str, float]]:
+        self.polls += 1
+        small = {"CPU": 2.0}
+        if self.grow_after is not None and self.polls > self.grow_after:
+            return [small, {"CPU": 8.0, "GPU": 1.0}]
+        return [small]
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_cluster_fit_waits_for_an_autoscaler_then_gives_up_with_both_numbers():
+    options = LaunchOptions(cpus_per_trial=4, gpus_per_trial=1, resource_wait=12, storage="/x")
+    grows = FakeCluster(grow_after=2)
+    check_cluster_fits(options, grows.nodes, grows.sleep, lambda: grows.now)
+    assert grows.polls == 3 and grows.now <= 12
+
+    never = FakeCluster(grow_after=None)
+    with pytest.raises(ConfigError) as caught:
+        check_cluster_fits(options, never.nodes, never.sleep, lambda: never.now)
+    message = str(caught.value)
+    assert "needs 4 CPUs and 1 GPUs" in message and "have 2 CPUs and 0 GPUs" in message
+    assert never.now == 12 and "after waiting 12 s" in message
+
+    at_once = FakeCluster(grow_after=None)
+    with pytest.raises(ConfigError):
+        check_cluster_fits(replace(options, resource_wait=0), at_once.nodes, at_once.sleep,
+                           lambda: at_once.now)
+    assert at_once.polls == 1 and at_once.slept == []
+    fits = FakeCluster(grow_after=None)
+    check_cluster_fits(replace(options, cpus_per_trial=2, gpus_per_trial=0), fits.nodes,
+                       fits.sleep, lambda: fits.now)
+
+
+def test_metrics_endpoint_is_bound_by_preflight_and_the_default_port_moves(tmp_path):
+    """The port is held from preflight on, so a second launch cannot pass a check and then lose
+    the race; a busy default port moves to a free one instead of failing."""
+    def options(port: int, name: str) -> LaunchOptions:
+        return LaunchOptions(space="smoke", scale="smoke", storage=str(tmp_path), name=name,
+                             metrics_port=port)
+
+    with socket.socket() as spare:
+        spare.bind(("127.0.0.1", 0))
+        port = spare.getsockname()[1]
+    first = prepare_launch(options(port, "a"))
+    try:
+        assert first.metrics.url == f"http://127.0.0.1:{port}/metrics"
+        with socket.socket() as late, pytest.raises(OSError):
+            late.bind(("127.0.0.1", port))  # held since preflight: no window for another sweep
+        with pytest.raises(ConfigError, match="in use"):  # an explicit busy port: bad input
+            prepare_launch(options(port, "b"))
+    finally:
+        first.metrics.close()
+
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", DEFAULT_METRICS_PORT))
+    except OSError:
+        holder.close()
+        holder = None  # someone else holds the default port: the case under test anyway
+    try:
+        moved = prepare_launch(options(DEFAULT_METRICS_PORT, "c"))
+        assert moved.metrics.url != f"http://127.0.0.1:{DEFAULT_METRICS_PORT}/metrics"
+        moved.metrics.close()
+    finally:
+        if holder is not None:
+            holder.close()
     assert list(tmp_path.iterdir()) == []
