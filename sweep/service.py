@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from sweep.embedded import LOOPBACK, loopback_only, record_session, stop_stale_sessions
 from sweep.preflight import Launch, check_cluster_fits
 from trainables.errors import SweepError
 
@@ -61,12 +63,18 @@ def start_ray(launch: Launch) -> str | None:
         extra = {}
         if options.ray_metrics_port:  # else Ray picks one, listed in its service-discovery file
             extra["_metrics_export_port"] = options.ray_metrics_port
-        context = ray.init(
-            num_cpus=os.cpu_count(),
-            include_dashboard=options.dashboard,
-            dashboard_host="127.0.0.1",  # never on a public interface unless the user asks
-            **extra,
-        )
+        for line in stop_stale_sessions():  # agents a SIGKILLed earlier driver left running
+            print(line, flush=True)
+        with loopback_only():  # every Ray server on 127.0.0.1 (sweep/embedded.py)
+            context = ray.init(
+                num_cpus=os.cpu_count(),
+                include_dashboard=options.dashboard,
+                dashboard_host=LOOPBACK,  # never on a public interface unless the user asks
+                _node_ip_address=LOOPBACK,
+                **extra,
+            )
+        with contextlib.suppress(AttributeError, OSError):  # a record is a courtesy, not a need
+            record_session(ray._private.worker._global_node.get_session_dir_path())
     url = getattr(context, "dashboard_url", None)
     return f"http://{url}" if url and not url.startswith("http") else url
 
