@@ -245,3 +245,39 @@ def test_metrics_endpoint_is_bound_by_preflight_and_the_default_port_moves(tmp_p
         if holder is not None:
             holder.close()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "fault, rc, words",
+    [
+        (KeyboardInterrupt(), 130, "interrupted twice"),
+        (RuntimeError("Tune: a callback failed"), 1, "No space left on device"),
+    ],
+    ids=["second Ctrl-C", "full disk inside Tune"],
+)
+def test_faults_during_the_sweep_end_with_one_line(tmp_path, capsys, monkeypatch, fault, rc, words):
+    """What Tune raises out of fit() reaches the user as one line with the way to continue."""
+    import errno
+
+    import sweep.service
+
+    if isinstance(fault, RuntimeError):  # how Tune wraps a callback's OSError
+        try:
+            try:
+                raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.parquet"))
+            except OSError as disk:
+                raise fault from disk
+        except RuntimeError as wrapped:
+            fault = wrapped
+
+    def failing_sweep(launch, **kwargs):
+        raise fault
+
+    monkeypatch.setattr(sweep.service, "run_sweep", failing_sweep)
+    argv = ["--space", "smoke", "--scale", "smoke", "--storage", str(tmp_path), "--name", "r",
+            *QUIET]
+    code, out, err = run_main(capsys, argv)
+    assert code == rc
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and "--resume --name r" in lines[0], err
+    assert "Traceback" not in out + err
