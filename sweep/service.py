@@ -97,6 +97,9 @@ def run_sweep(
     for key, value in _TUNE_ENV.items():
         os.environ.setdefault(key, value)
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    controller = logging.getLogger("ray.tune.execution.tune_controller")
+    if not any(isinstance(f, OneLineTrialErrors) for f in controller.filters):
+        controller.addFilter(OneLineTrialErrors())
     from sweep.tuner import build_tuner, restore_tuner
 
     start = time.monotonic()
@@ -119,6 +122,21 @@ def run_sweep(
         wall_seconds=time.monotonic() - start,
         dashboard_url=dashboard,
     )
+
+
+class OneLineTrialErrors(logging.Filter):
+    """Tune logs each failed trial attempt with its worker's whole traceback (50 lines for a full
+    disk); the launcher shows one line per failure instead. The full traceback stays in the
+    trial's error.txt, which Tune names on the next line, and in the Tune logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            record.msg = f"{record.getMessage()}: {lines[-1] if lines else type(error).__name__}"
+            record.args = None
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 def run_spec(launch: Launch) -> dict[str, Any]:

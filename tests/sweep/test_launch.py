@@ -281,3 +281,26 @@ def test_faults_during_the_sweep_end_with_one_line(tmp_path, capsys, monkeypatch
     lines = err.strip().splitlines()
     assert len(lines) == 1 and words in lines[0] and "--resume --name r" in lines[0], err
     assert "Traceback" not in out + err
+
+
+def test_tunes_trial_failure_log_becomes_one_line():
+    """Tune logs each failed attempt with the worker's traceback; the launcher keeps one line."""
+    import io
+    import logging
+
+    from sweep.service import OneLineTrialErrors
+
+    logger = logging.getLogger("tests.tune_controller_stand_in")
+    logger.propagate = False
+    out = io.StringIO()
+    logger.addHandler(logging.StreamHandler(out))
+    logger.addFilter(OneLineTrialErrors())
+    try:
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError as disk:
+            raise RuntimeError("ray::ImplicitFunc.train()\n  File ...\n" + str(disk)) from disk
+    except RuntimeError:
+        logger.error("Trial task failed for trial %s", "t1", exc_info=True)
+    lines = out.getvalue().splitlines()
+    assert lines == ["Trial task failed for trial t1: [Errno 28] No space left on device"]
