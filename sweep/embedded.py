@@ -9,8 +9,8 @@ get_node_ip_address, ray_constants.ENABLE_RAY_CLUSTER): the single-node mode Ray
 Windows. `loopback_only()` switches that on for the processes ray.init spawns, then restores it, so
 a later cluster in the same process (tests) is unaffected. docs/operations.md lists what listens.
 
-Leftovers: a driver killed with SIGKILL cannot stop Ray's dashboard, log-monitor and runtime-env
-agents, which keep running (and listening). Each embedded start records its session directory
+Leftovers: a driver killed with SIGKILL cannot stop its Ray processes (agents, workers finishing
+a trial), which keep running (and listening). Each embedded start records its session directory
 and driver; the next launch stops (SIGTERM) the processes of sessions whose driver is gone. Only
 our own records and our own user's processes whose command line names that session are touched.
 """
