@@ -304,3 +304,11 @@ def test_tunes_trial_failure_log_becomes_one_line():
         logger.error("Trial task failed for trial %s", "t1", exc_info=True)
     lines = out.getvalue().splitlines()
     assert lines == ["Trial task failed for trial t1: [Errno 28] No space left on device"]
+
+
+def test_ssh_hint_uses_the_port_ray_gave_the_dashboard(capsys):
+    from sweep.launch import _print_dashboard
+
+    _print_dashboard("http://127.0.0.1:8266")  # Ray moved it: 8265 was taken
+    out = capsys.readouterr().out
+    assert "ssh -L 8266:127.0.0.1:8266" in out and "8265" not in out
