@@ -28,3 +28,7 @@ class EmptyRunError(StoreError):
 
 class QueryError(SweepError):
     """A SQL query over the store failed (syntax, unknown table or column, bad types)."""
+
+
+class ReportError(SweepError):
+    """The report cannot be written where the run directory says (report/ a file, read-only)."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from analysis._cli import fail
+from analysis._cli import OneLineParser, fail
 from analysis.errors import QueryError
 from analysis.sandbox import check_plan, check_sql
 from analysis.store import load
@@ -40,7 +40,7 @@ def run_query(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m analysis.query",
         description="Run Polars SQL over a run's result store "
         "(tables: trials, history, robustness, layers).",

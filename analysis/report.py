@@ -13,10 +13,11 @@ from pathlib import Path
 import polars as pl
 
 from analysis import plots
-from analysis._cli import fail
+from analysis._cli import OneLineParser, fail
 from analysis._render import Section, html_page, markdown
 from analysis.band import band_table, band_violations
 from analysis.bound import GAP_QUANTITIES, bound_correlations, violations
+from analysis.errors import ReportError
 from analysis.frontier import PARAMETERS, fit_frontiers
 from analysis.store import Tables, load
 from analysis.trend import NEAR_BEST_CLEAN, trend_table
@@ -54,6 +55,7 @@ def write_report(run_dir: str | os.PathLike[str], n_boot: int = 200, seed: int =
     run_dir = Path(run_dir)
     tables = load(run_dir)  # raises a one-line StoreError before anything is written
     out = _Output(run_dir / REPORT_DIR)
+    _check_writable(out.root)
     for sub, pattern in (("figures", "*.png"), ("tables", "*.csv")):
         (out.root / sub).mkdir(parents=True, exist_ok=True)
         for stale in (out.root / sub).glob(pattern):
@@ -84,6 +86,25 @@ def write_report(run_dir: str | os.PathLike[str], n_boot: int = 200, seed: int =
     index = out.root / "index.html"
     index.write_text(html_page(title, intro, sections))
     return index
+
+
+def _check_writable(root: Path) -> None:
+    """report/ and its subfolders must be (or become) writable directories; checked before the
+    first write so a bad location leaves nothing half-written."""
+    for path in (root, root / "figures", root / "tables"):
+        if path.exists() and not path.is_dir():
+            raise ReportError(
+                f"{path} is a file, not a directory; move it away so the report can be written"
+            )
+    probe = root
+    while not probe.exists():
+        probe = probe.parent
+    writable = all(os.access(p, os.W_OK | os.X_OK) for p in (probe, root / "figures",
+                                                           root / "tables") if p.exists())
+    if not writable:
+        raise ReportError(
+            f"{root} is not writable; fix its permissions or copy the run to a writable place"
+        )
 
 
 def _setting_label(settings: list[str]) -> pl.Expr:
@@ -313,7 +334,7 @@ def _uap(tables: Tables, out: _Output) -> Section:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m analysis.report",
         description="Write RUN_DIR/report/ (index.html, report.md, figures/, tables/).",
     )
@@ -332,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         index = write_report(args.run_dir, n_boot=args.n_boot, seed=args.seed)
     except SweepError as err:
         return fail(err)
+    except OSError as err:  # e.g. the disk filled while writing figures
+        return fail(f"cannot write {Path(args.run_dir) / REPORT_DIR} "
+                    f"({err.strerror or type(err).__name__}); free space or fix permissions")
     print(f"report: {index}")
     return 0
 

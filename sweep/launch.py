@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from trainables.errors import SweepError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_SWEEP_FAILED = 1
 _PLAN_ROWS_SHOWN = 40
 
 
@@ -63,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent", type=int, help="most trials running at once")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractional allowed, e.g. 0.5")
+    p.add_argument(
+        "--resource-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="--address: wait this long for a node that fits one trial (an autoscaling cluster "
+        "adds it), then exit 2; default 0: exit 2 at once",
+    )
     p.add_argument(
         "--max-failures",
         type=int,
@@ -107,6 +117,7 @@ def options_from_args(args: argparse.Namespace) -> LaunchOptions:
         max_concurrent=args.max_concurrent,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
+        resource_wait=args.resource_wait,
         max_failures=args.max_failures,
         storage=storage,
         name=args.name,
@@ -138,10 +149,23 @@ def parse_sets(items: Sequence[str]) -> dict[str, Any]:
         if not sep or not key:
             _fail(f"--set needs OPTION=VALUE, but got {item!r}")
         try:
-            parsed[key.strip()] = json.loads(raw)
+            value = json.loads(raw)
         except ValueError:
-            parsed[key.strip()] = raw
+            value = raw
+        if not _all_finite(value):  # JSON's Infinity / NaN / 1e400: never a usable trial option
+            _fail(f"--set {key.strip()} must hold finite numbers, but got {raw!r}")
+        parsed[key.strip()] = value
     return parsed
+
+
+def _all_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_all_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -163,10 +187,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{launch.trial_count} trials{' (resumed)' if launch.options.resume else ''}",
         flush=True,
     )
-    if launch.options.metrics_port:
-        print(f"sweep metrics (Prometheus): http://127.0.0.1:{launch.options.metrics_port}/metrics",
-              flush=True)
-    outcome = run_sweep(launch, on_start=_print_dashboard)
+    if launch.metrics is not None:  # bound in preflight; the default port moves when busy
+        print(f"sweep metrics (Prometheus): {launch.metrics.url}", flush=True)
+    try:
+        outcome = run_sweep(launch, on_start=_print_dashboard)
+    except SweepError as err:  # e.g. no node fits a trial; nothing was written yet
+        _fail(str(err))
+    except KeyboardInterrupt:  # a second Ctrl-C: Tune's graceful stop was cut short
+        print(
+            "error: interrupted twice; the store keeps every finished result, continue with: "
+            f"python -m sweep.launch --resume --name {launch.location.name} "
+            f"--storage {launch.options.storage}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    except Exception as err:  # noqa: BLE001  (only file-system faults are turned into one line)
+        cause = _os_error(err)
+        if cause is None:
+            raise
+        print(
+            f"error: the sweep stopped: cannot write {cause.filename or 'the run directory'} "
+            f"({cause.strerror or cause}); the store holds every result written before, free "
+            f"space and continue with: python -m sweep.launch --resume --name "
+            f"{launch.location.name} --storage {launch.options.storage}",
+            file=sys.stderr,
+        )
+        return EXIT_SWEEP_FAILED
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(outcome.statuses.items())) or "none"
     print(
         f"\ntrials: {statuses} ({outcome.finished}/{outcome.planned} finished) "
@@ -245,8 +291,22 @@ def write_report(run_dir: str | None) -> None:
 
 def _print_dashboard(url: str | None) -> None:
     if url:
+        # Ray moves the dashboard off 8265 when that is taken: the hint uses the port it got.
+        port = url.rstrip("/").rsplit(":", 1)[-1]
+        port = port if port.isdigit() else "8265"
         print(f"Ray dashboard: {url}  (token auth: the token is in ~/.ray/auth_token; from "
-              "another machine: ssh -L 8265:127.0.0.1:8265 THIS_HOST)", flush=True)
+              f"another machine: ssh -L {port}:127.0.0.1:{port} THIS_HOST)", flush=True)
+
+
+def _os_error(err: BaseException) -> OSError | None:
+    """The OSError (a full disk, a vanished mount) behind an exception Tune wrapped, if any."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError) and err.errno is not None:
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _fail(message: str) -> NoReturn:

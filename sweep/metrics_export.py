@@ -32,6 +32,7 @@ from trainables.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 METRIC_PREFIX = "sweep_"
+RUN_LABEL = "run"  # on every series: the run name (the Grafana dashboard's $run variable)
 TRIAL_STATES: tuple[str, ...] = (
     "pending",
     "running",
@@ -177,43 +178,56 @@ class SweepMetrics(Callback):
     def _build_metrics(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         p = METRIC_PREFIX
+        # Every series carries run=<run name> (RUN_LABEL), so sweeps scraped by one Prometheus
+        # stay apart; unlabelled metrics are bound to this run's child at once.
+        run = {RUN_LABEL: self.run_id}
         info = Gauge(
-            f"{p}info", "Constant 1; labels name the sweep", ["run_id", "space"], registry=r
+            f"{p}info", "Constant 1; labels name the sweep", [RUN_LABEL, "run_id", "space"],
+            registry=r,
         )
-        info.labels(run_id=self.run_id, space=self.space).set(1)
-        self._trials = Gauge(f"{p}trials", "Trials by state", ["state"], registry=r)
+        info.labels(run_id=self.run_id, space=self.space, **run).set(1)
+        self._trials = Gauge(f"{p}trials", "Trials by state", [RUN_LABEL, "state"], registry=r)
         for state in TRIAL_STATES:
-            self._trials.labels(state=state).set(0)
-        self._results = Counter(f"{p}results", "Results reported by all trials", registry=r)
+            self._trials.labels(state=state, **run).set(0)
+        self._results = Counter(
+            f"{p}results", "Results reported by all trials", [RUN_LABEL], registry=r
+        ).labels(**run)
         rate = Gauge(
             f"{p}results_per_second",
             f"Results per second over the last {self.rate_window_s:g} s",
+            [RUN_LABEL],
             registry=r,
-        )
+        ).labels(**run)
         rate.set_function(self._results_per_second)
         self._epoch_seconds = Histogram(
             f"{p}epoch_seconds",
             "Duration of one trial epoch (result epoch_seconds)",
+            [RUN_LABEL],
             buckets=EPOCH_SECONDS_BUCKETS,
             registry=r,
-        )
+        ).labels(**run)
         self._retries = Counter(
-            f"{p}trial_retries", "Trial failures that Tune retries (on_trial_recover)", registry=r
-        )
+            f"{p}trial_retries", "Trial failures that Tune retries (on_trial_recover)",
+            [RUN_LABEL], registry=r,
+        ).labels(**run)
         self._restores = Counter(
-            f"{p}trial_restores", "Trials restored from a checkpoint (on_trial_restore)", registry=r
-        )
+            f"{p}trial_restores", "Trials restored from a checkpoint (on_trial_restore)",
+            [RUN_LABEL], registry=r,
+        ).labels(**run)
         self._failures = Counter(
-            f"{p}trial_failures", "Trials that failed for good (on_trial_error)", registry=r
-        )
+            f"{p}trial_failures", "Trials that failed for good (on_trial_error)", [RUN_LABEL],
+            registry=r,
+        ).labels(**run)
         self._evicted = Counter(
             f"{p}trial_series_evicted",
             f"Per-trial series dropped to keep at most {self.max_trial_series} trials",
+            [RUN_LABEL],
             registry=r,
-        )
+        ).labels(**run)
         self._per_trial = {
             key: Gauge(
-                f"{p}trial_{key}", f"Latest {key} of a trial", ["trial", "space"], registry=r
+                f"{p}trial_{key}", f"Latest {key} of a trial", [RUN_LABEL, "trial", "space"],
+                registry=r,
             )
             for key in PER_TRIAL_KEYS
         }
@@ -308,7 +322,9 @@ class SweepMetrics(Callback):
         for key, gauge in self._per_trial.items():
             value = result.get(key)
             if _is_finite(value):  # epochs without evaluation report NaN: keep the latest value
-                gauge.labels(trial=trial.trial_id, space=self.space).set(float(value))
+                gauge.labels(run=self.run_id, trial=trial.trial_id, space=self.space).set(
+                    float(value)
+                )
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # Tune calls this before it flips the status to TERMINATED, so classify as terminated.
@@ -350,7 +366,7 @@ class SweepMetrics(Callback):
                 state = trial_state(str(t.status), t.last_result, t.config)
             counts[state] += 1
         for state, n in counts.items():
-            self._trials.labels(state=state).set(n)
+            self._trials.labels(run=self.run_id, state=state).set(n)
 
     def _results_per_second(self) -> float:
         now = time.monotonic()
@@ -379,7 +395,7 @@ class SweepMetrics(Callback):
         self._series.pop(trial_id, None)
         self._finished.pop(trial_id, None)
         for gauge in self._per_trial.values():
-            gauge.remove(trial_id, self.space)
+            gauge.remove(self.run_id, trial_id, self.space)
         self._evicted.inc()
 
 
@@ -391,6 +407,7 @@ __all__ = [
     "DEFAULT_LINGER_S",
     "DEFAULT_PORT",
     "PER_TRIAL_KEYS",
+    "RUN_LABEL",
     "TRIAL_STATES",
     "SweepMetrics",
     "trial_state",

@@ -39,6 +39,7 @@ class LaunchOptions:
     max_concurrent: int | None = None  # None: as many as the cluster's resources allow
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
+    resource_wait: float = 0.0  # --address: seconds to wait for a node that fits one trial
     max_failures: int = 2  # retries of a failed trial, each from its last checkpoint
     storage: str = dataclasses.field(default_factory=default_storage)
     name: str | None = None  # None: <space>-<scale>-<timestamp>
@@ -64,6 +65,10 @@ class LaunchOptions:
         if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
             raise ConfigError(
                 f"--gpus-per-trial above 1 must be whole, but got {self.gpus_per_trial}"
+            )
+        if not (math.isfinite(self.resource_wait) and self.resource_wait >= 0):
+            raise ConfigError(
+                f"--resource-wait must be seconds >= 0, but got {self.resource_wait}"
             )
         if not isinstance(self.max_failures, int) or self.max_failures < 0:
             raise ConfigError(

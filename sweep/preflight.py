@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
-from collections.abc import Collection
+import time
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sweep.lock import RunLock
-from sweep.options import LaunchOptions
+from sweep.options import DEFAULT_METRICS_PORT, LaunchOptions
 from sweep.rundir import RunLocation
 from sweep.spaces import Plan, get_space
 from trainables.errors import ConfigError
@@ -25,9 +28,14 @@ RUNTIME_FLAGS = (
     "report",
     "max_concurrent",
     "dry_run",
+    "resource_wait",
 )
 # Placement flags a resumed run may change; when not given, the run's saved values stand.
 PLACEMENT_FLAGS = ("cpus_per_trial", "gpus_per_trial", "max_failures")
+# A reachable Ray head answers a TCP connect at once; an unreachable one must fail in seconds,
+# not after ray.init's minutes of retries.
+ADDRESS_PROBE_TIMEOUT_S = 5.0
+RESOURCE_POLL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,9 @@ class Launch:
     plan: Plan
     location: RunLocation
     lock: RunLock | None = None  # held from preflight until run_sweep ends (None: dry run)
+    # The sweep's Prometheus endpoint, already bound (sweep.metrics_export.SweepMetrics) so no
+    # other process can take the port between the check and the sweep; None when disabled.
+    metrics: Any = None
 
     @property
     def trial_count(self) -> int:
@@ -62,11 +73,22 @@ def prepare_launch(options: LaunchOptions, given: Collection[str] | None = None)
     plan = get_space(options.space).resolve(options.scale, options.trial_overrides())
     if not options.resume and not options.dry_run:
         location.check_new()
-    if options.metrics_port and not options.dry_run:
-        check_port_free(options.metrics_port)
+    if options.address is None:
+        check_local_resources(options)
+    elif not options.dry_run:
+        check_address_reachable(options.address)
+    if options.metrics_port not in (0, DEFAULT_METRICS_PORT) and not options.dry_run:
+        check_port_free(options.metrics_port)  # cheap, before the datasets load
     check_datasets(plan)
     lock = None if options.dry_run else _lock(location, options.resume)
-    return Launch(options, plan, location, lock)
+    metrics = None
+    if options.metrics_port and not options.dry_run:
+        try:
+            metrics = bind_metrics(options, plan.space, location.name)
+        except BaseException:
+            lock.release()
+            raise
+    return Launch(options, plan, location, lock=lock, metrics=metrics)
 
 
 def _lock(location: RunLocation, resume: bool) -> RunLock:
@@ -79,6 +101,91 @@ def _lock(location: RunLocation, resume: bool) -> RunLock:
         lock.release()
         raise
     return lock
+
+
+def bind_metrics(options: LaunchOptions, space: str, run_id: str) -> Any:
+    """Bind the sweep's endpoint now and hand it to the sweep (the tuner uses this object).
+    The default port, when busy (another sweep on this host), moves to a free one; the launcher
+    prints the one in use. An explicitly chosen busy port is bad input."""
+    from sweep.metrics_export import SweepMetrics  # imports Ray Tune: only after cheap checks
+
+    metrics = SweepMetrics(space=space, run_id=run_id, port=options.metrics_port)
+    try:
+        metrics.start()
+    except ConfigError:
+        if options.metrics_port != DEFAULT_METRICS_PORT:
+            raise
+        metrics = SweepMetrics(space=space, run_id=run_id, port=None)
+        metrics.start()
+    return metrics
+
+
+def check_local_resources(options: LaunchOptions) -> None:
+    """An embedded Ray has this machine's CPUs and GPUs; a trial asking for more never starts."""
+    cpus = os.cpu_count() or 1
+    if options.cpus_per_trial > cpus:
+        raise ConfigError(
+            f"--cpus-per-trial {options.cpus_per_trial:g} exceeds the {cpus} CPUs of this machine "
+            "(embedded Ray); pass at most that, or --address of a cluster with larger nodes"
+        )
+    if options.gpus_per_trial > 0:
+        gpus = local_gpu_count()
+        if options.gpus_per_trial > gpus:
+            raise ConfigError(
+                f"--gpus-per-trial {options.gpus_per_trial:g} exceeds the {gpus} GPUs of this "
+                "machine (embedded Ray); pass --gpus-per-trial 0, or --address of a GPU cluster"
+            )
+
+
+def local_gpu_count() -> int:
+    """GPUs an embedded Ray would see: CUDA devices (CUDA_VISIBLE_DEVICES applies)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def check_address_reachable(address: str, timeout: float = ADDRESS_PROBE_TIMEOUT_S) -> None:
+    """HOST:PORT must accept a TCP connection ('auto' is resolved and checked by ray.init)."""
+    if address == "auto":
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ConfigError(
+            f"--address {address} is not reachable ({reason}); check that the Ray head runs "
+            "there (ray status on the head) and that this machine can reach its GCS port"
+        ) from None
+
+
+def check_cluster_fits(
+    options: LaunchOptions,
+    node_resources: Callable[[], Sequence[dict[str, float]]],
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """One trial must fit on one alive node of the cluster, else Tune leaves it pending forever.
+    node_resources() lists each alive node's total resources (ray.nodes()); it is polled for up
+    to options.resource_wait seconds, while an autoscaler may add a node, then ConfigError."""
+    need_cpu, need_gpu = options.cpus_per_trial, options.gpus_per_trial
+    deadline = clock() + options.resource_wait
+    while True:
+        nodes = list(node_resources())
+        if any(n.get("CPU", 0) >= need_cpu and n.get("GPU", 0) >= need_gpu for n in nodes):
+            return
+        if clock() >= deadline:
+            break
+        sleep(min(RESOURCE_POLL_S, max(0.0, deadline - clock())))
+    cpus = max((n.get("CPU", 0) for n in nodes), default=0)
+    gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+    waited = f" after waiting {options.resource_wait:g} s" if options.resource_wait else ""
+    raise ConfigError(
+        f"a trial needs {need_cpu:g} CPUs and {need_gpu:g} GPUs on one node, but the cluster's "
+        f"largest nodes have {cpus:g} CPUs and {gpus:g} GPUs{waited}; lower --cpus-per-trial / "
+        "--gpus-per-trial, or on an autoscaling cluster pass --resource-wait SECONDS"
+    )
 
 
 def check_port_free(port: int) -> None:

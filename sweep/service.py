@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from sweep.preflight import Launch
+from sweep.embedded import LOOPBACK, loopback_only, record_session, stop_stale_sessions
+from sweep.preflight import Launch, check_cluster_fits
+from trainables.errors import SweepError
 
 # Tune's per-trial JSON/CSV/TensorBoard loggers would write every result a second time;
 # the Parquet store is the record. Set before Tune reads them.
@@ -45,17 +48,33 @@ def start_ray(launch: Launch) -> str | None:
     options = launch.options
     if options.address is not None:
         _use_token_auth_if_available()
-        context = ray.init(address=options.address)
+        try:
+            context = ray.init(address=options.address)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise SweepError(
+                f"cannot join the Ray cluster at --address {options.address} ({reason}); "
+                "check that it runs (ray status) and that its token is in ~/.ray/auth_token"
+            ) from None
+        check_cluster_fits(
+            options, lambda: [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+        )
     else:
         extra = {}
         if options.ray_metrics_port:  # else Ray picks one, listed in its service-discovery file
             extra["_metrics_export_port"] = options.ray_metrics_port
-        context = ray.init(
-            num_cpus=os.cpu_count(),
-            include_dashboard=options.dashboard,
-            dashboard_host="127.0.0.1",  # never on a public interface unless the user asks
-            **extra,
-        )
+        for line in stop_stale_sessions():  # agents a SIGKILLed earlier driver left running
+            print(line, flush=True)
+        with loopback_only():  # every Ray server on 127.0.0.1 (sweep/embedded.py)
+            context = ray.init(
+                num_cpus=os.cpu_count(),
+                include_dashboard=options.dashboard,
+                dashboard_host=LOOPBACK,  # never on a public interface unless the user asks
+                _node_ip_address=LOOPBACK,
+                **extra,
+            )
+        with contextlib.suppress(AttributeError, OSError):  # a record is a courtesy, not a need
+            record_session(ray._private.worker._global_node.get_session_dir_path())
     url = getattr(context, "dashboard_url", None)
     return f"http://{url}" if url and not url.startswith("http") else url
 
@@ -79,6 +98,9 @@ def run_sweep(
     for key, value in _TUNE_ENV.items():
         os.environ.setdefault(key, value)
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    controller = logging.getLogger("ray.tune.execution.tune_controller")
+    if not any(isinstance(f, OneLineTrialErrors) for f in controller.filters):
+        controller.addFilter(OneLineTrialErrors())
     try:
         return _run_sweep(launch, on_start, extra_callbacks)
     finally:
@@ -123,6 +145,21 @@ def _finish_store(launch: Launch) -> None:
                         hyperparameters=plan.hyperparameters())
     store.open()
     store.close()
+
+
+class OneLineTrialErrors(logging.Filter):
+    """Tune logs each failed trial attempt with its worker's whole traceback (50 lines for a full
+    disk); the launcher shows one line per failure instead. The full traceback stays in the
+    trial's error.txt, which Tune names on the next line, and in the Tune logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            record.msg = f"{record.getMessage()}: {lines[-1] if lines else type(error).__name__}"
+            record.args = None
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 def run_spec(launch: Launch) -> dict[str, Any]:

@@ -58,7 +58,9 @@ def callbacks(launch: Launch) -> list[tune.Callback]:
         ),
         ProgressCallback(list(hyperparameters), total=launch.trial_count),
     ]
-    if options.metrics_port:
+    if launch.metrics is not None:  # bound by preflight: no other process took the port since
+        found.append(launch.metrics)
+    elif options.metrics_port:
         # Pickles as its settings, so Tuner.restore brings it back; serves from setup().
         found.append(SweepMetrics(space=plan.space, run_id=run_id, port=options.metrics_port))
     return found

@@ -7,6 +7,9 @@ rejects unknown keys, so a typo in a space definition fails before any trial sta
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +108,7 @@ class TrialConfig:
         return self.eps_linf if norm == "linf" else self.eps_l2
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _one_of("dataset", self.dataset, DATASETS)
         _one_of("model", self.model, MODELS)
         _one_of("compression", self.compression, COMPRESSIONS)
@@ -151,6 +155,56 @@ class TrialConfig:
 _TUPLE_FIELDS = {"norms", "eps_linf", "eps_l2", "classes", "pretrain_classes"}
 
 
+def _check_types(config: TrialConfig) -> None:
+    """Every field against its annotation, before any comparison: a str where a number belongs
+    would raise TypeError below, and inf / NaN (JSON's Infinity, 1e400) would pass `>= 0` and make
+    a trial diverge or an attack meaningless. One generic rule, so a new float field is covered."""
+    for name, (kind, many, optional) in _FIELD_KINDS.items():
+        value = getattr(config, name)
+        if value is None and optional:
+            continue
+        ok = (isinstance(value, tuple) and all(_is_kind(v, kind) for v in value)
+              if many else _is_kind(value, kind))
+        if not ok:
+            shown = list(value) if isinstance(value, tuple) else value
+            one, several = _KIND_WORDS[kind]
+            raise ConfigError(
+                f"{name} must be {'a list of ' + several if many else one}"
+                f"{' or null' if optional else ''}, but got {shown!r}"
+            )
+
+
+_KIND_WORDS = {
+    float: ("a finite number", "finite numbers"),
+    int: ("an integer", "integers"),
+    str: ("a string", "strings"),
+    bool: ("true or false", "booleans"),
+}
+
+
+def _is_kind(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, numbers.Real) and math.isfinite(value)
+    if kind is int:
+        return isinstance(value, numbers.Integral)
+    return isinstance(value, kind)
+
+
+def _field_kinds() -> dict[str, tuple[type, bool, bool]]:
+    """name -> (element type, is a tuple, may be None) from TrialConfig's annotations."""
+    kinds = {}
+    for name, hint in typing.get_type_hints(TrialConfig).items():
+        args = typing.get_args(hint)
+        optional = type(None) in args
+        if optional:
+            hint = next(a for a in args if a is not type(None))
+        many = typing.get_origin(hint) is tuple
+        kinds[name] = (typing.get_args(hint)[0] if many else hint, many, optional)
+    return kinds
+
+
 def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{name} must be one of {list(allowed)}, but got {value!r}")
@@ -160,5 +214,8 @@ def _at_least(name: str, value: Any, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise ConfigError(f"{name} must be an integer >= {low}, but got {value!r}")
 
+
+_FIELD_KINDS = _field_kinds()
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrialConfig)}
 
 __all__ = ["ATTACKS", "COMPRESSIONS", "DATASETS", "MODELS", "TrialConfig"]

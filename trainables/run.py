@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 import typing
 from pathlib import Path
@@ -17,8 +18,16 @@ from trainables.config import TrialConfig
 from trainables.errors import SweepError
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage plus the error; the contract is one line on stderr, then exit 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="python -m trainables.run",
         description="Train one model, attack it and measure its compressibility, epoch by epoch.",
     )
@@ -54,9 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     checkpoint_dir, as_json = args.pop("checkpoint_dir"), args.pop("json")
     try:
-        from trainables.trial import Trial  # torch loads only after the flags parsed
+        config = TrialConfig.from_dict(args)
+        if checkpoint_dir:
+            check_checkpoint_dir(checkpoint_dir)
+        from trainables.trial import Trial  # torch loads only after the cheap checks
 
-        trial = Trial(TrialConfig.from_dict(args))
+        trial = Trial(config)
         if checkpoint_dir and (checkpoint_dir / "trial.pt").exists():
             trial.load(checkpoint_dir)
         if checkpoint_dir:
@@ -69,7 +81,30 @@ def main(argv: list[str] | None = None) -> int:
     except SweepError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the last finished epoch's checkpoint (if any) is complete
+        print("interrupted", file=sys.stderr)
+        return 130
+    except OSError as err:  # a full disk or a vanished directory while saving a checkpoint
+        print(f"error: cannot write the checkpoint in {checkpoint_dir} ({err.strerror or err}); "
+              "free space or pass another --checkpoint-dir", file=sys.stderr)
+        return 1
     return 0
+
+
+def check_checkpoint_dir(directory: Path) -> None:
+    """--checkpoint-dir must be (or become) a writable directory; checked before training."""
+    probe = directory
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise SweepError(
+            f"--checkpoint-dir {directory}: {probe} is not a directory; pass a directory path"
+        )
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise SweepError(
+            f"--checkpoint-dir {directory}: {probe} is not writable; pass a directory you can "
+            "write to"
+        )
 
 
 def _summary(result: dict) -> str:

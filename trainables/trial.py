@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +38,7 @@ from trainables.attacks import (
 from trainables.compression import get_compression, scale_encoder
 from trainables.config import TrialConfig
 from trainables.data import load_dataset
-from trainables.errors import CheckpointError
+from trainables.errors import CheckpointError, SweepError
 from trainables.metrics import (
     SensitivityEstimates,
     certified_accuracy,
@@ -138,12 +139,29 @@ class Trial:
     def load(self, directory: str | Path) -> None:
         path = Path(directory) / CHECKPOINT_FILE
         try:
+            # weights_only refuses pickles naming other globals (code): an UnpicklingError here.
             state = torch.load(path, map_location=self.device, weights_only=True)
-        except (OSError, RuntimeError, EOFError) as err:
+        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
             raise CheckpointError(
-                f"cannot read checkpoint {path} ({type(err).__name__}); start the trial afresh"
+                f"cannot read checkpoint {path} ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:200] if str(err) else 'unreadable'}); "
+                "start the trial afresh (delete it)"
             ) from None
-        self.load_state_dict(state)
+        if not isinstance(state, dict):
+            raise CheckpointError(
+                f"checkpoint {path} holds a {type(state).__name__}, not a trial's state; "
+                "start the trial afresh (delete it)"
+            )
+        try:
+            self.load_state_dict(state)
+        except SweepError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+            raise CheckpointError(
+                f"checkpoint {path} is incomplete or does not fit this model "
+                f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}); "
+                "start the trial afresh (delete it)"
+            ) from None
 
     # ---- the loop ---------------------------------------------------------------------------
     def epochs(self) -> Iterator[dict[str, Any]]:

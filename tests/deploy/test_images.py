@@ -152,3 +152,35 @@ def test_entrypoint_runs_the_launcher_for_flags_and_other_commands_as_given(tmp_
     assert run_entrypoint(tmp_path, "--space", "smoke") == "python -m sweep.launch --space smoke"
     assert run_entrypoint(tmp_path) == "python -m sweep.launch"
     assert run_entrypoint(tmp_path, "echo", "ray", "start") == "ray start"
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_image_carries_fashion_mnist_where_the_loader_looks(name):
+    """The image installs Debian's dataset-fashion-mnist as root, checks each file the loader
+    reads is there, and switches back to Ray's user before the entrypoint."""
+    from trainables.data._idx import SPLIT_FILES
+    from trainables.data.fashion_mnist import DEFAULT_DIR
+
+    steps = steps_of(name)
+    runs = [a for k, a in steps if k == "RUN"]
+    install = next(r for r in runs if "dataset-fashion-mnist" in r)
+    assert re.search(r"apt-get install -y [^&]*dataset-fashion-mnist", install)
+    for stem in SPLIT_FILES.values():
+        assert f"test -s {DEFAULT_DIR}/{stem}.gz" in install, stem
+    users = [(i, a) for i, (k, a) in enumerate(steps) if k == "USER"]
+    at = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and a == install)
+    assert [a for i, a in users if i < at][-1] == "root"
+    assert users[-1][1] == "ray"
+
+
+def test_debian_package_ships_the_files_the_loader_reads():
+    """Checked against the package itself where dpkg knows it (this machine installs it)."""
+    from trainables.data._idx import SPLIT_FILES
+    from trainables.data.fashion_mnist import DEFAULT_DIR
+
+    listed = subprocess.run(["dpkg", "-L", "dataset-fashion-mnist"], capture_output=True,
+                            text=True, check=False)
+    if listed.returncode != 0:
+        pytest.skip("dataset-fashion-mnist is not installed here (dpkg -L failed)")
+    files = set(listed.stdout.split())
+    assert {f"{DEFAULT_DIR}/{stem}.gz" for stem in SPLIT_FILES.values()} <= files

@@ -29,6 +29,7 @@ def test_deploy_holds_the_expected_files():
         "ray/cluster-gpu.yaml",
         "kuberay/raycluster.yaml",
         "kuberay/rayjob.yaml",
+        "kuberay/rayjob-paper.yaml",
     } <= names
 
 
@@ -56,7 +57,8 @@ def load(name: str) -> dict:
 
 
 @pytest.mark.parametrize(
-    "name, kind", [("raycluster.yaml", "RayCluster"), ("rayjob.yaml", "RayJob")]
+    "name, kind",
+    [("raycluster.yaml", "RayCluster"), ("rayjob.yaml", "RayJob"), ("rayjob-paper.yaml", "RayJob")],
 )
 def test_kuberay_manifest_validates(name, kind):
     errors = [e.message for e in validator(kind).iter_errors(load(name))]
@@ -143,6 +145,75 @@ def test_rayjob_entrypoint_is_a_valid_launcher_command_on_the_cluster():
     assert options.name  # a fixed name, so the run can be resumed after a head-node loss
 
 
+# Where the images put data (deploy/docker: the dataset-fashion-mnist package) and the datasets
+# that need no files at all; any other dataset needs --data-dir on a mounted volume.
+IN_IMAGE = {"fashion_mnist": "/usr/share/datasets/fashion-mnist"}
+NO_FILES = {"digits", "gaussian", "teacher"}
+
+
+def entrypoint_plan(name: str):
+    """The launcher's options and the space registry's plan for a RayJob's entrypoint."""
+    from sweep.launch import build_parser, options_from_args
+    from sweep.spaces import get_space
+
+    argv = shlex.split(load(name)["spec"]["entrypoint"])
+    options = options_from_args(build_parser().parse_args(argv[3:]))
+    plan = get_space(options.space).resolve(options.scale, options.trial_overrides())
+    return options, plan
+
+
+def test_rayjob_runs_a_cpu_scale_space_whose_data_the_images_carry():
+    from trainables.data import fashion_mnist
+
+    assert IN_IMAGE["fashion_mnist"] == fashion_mnist.DEFAULT_DIR
+    options, plan = entrypoint_plan("rayjob.yaml")
+    assert options.scale == "cpu" and options.data_dir is None
+    datasets = {c.dataset for c in plan.corner_configs()}
+    assert datasets and datasets <= set(IN_IMAGE) | NO_FILES, datasets
+    assert all(c.data_dir is None for c in plan.corner_configs())  # the loaders' default path
+    assert options.resource_wait > 0  # the autoscaler starts GPU workers from zero replicas
+
+
+def mounts(pod: dict) -> dict[str, dict]:
+    """mountPath -> volume, for every container of a pod template spec."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    return {
+        m["mountPath"]: volumes[m["name"]]
+        for c in pod["containers"]
+        for m in c.get("volumeMounts", [])
+    }
+
+
+def test_paper_rayjob_reads_cifar10_from_a_volume_every_ray_container_mounts():
+    options, plan = entrypoint_plan("rayjob-paper.yaml")
+    assert options.scale == "paper"
+    datasets = {c.dataset for c in plan.corner_configs()}
+    assert "cifar10" in datasets
+    assert {c.data_dir for c in plan.corner_configs()} == {options.data_dir}
+    spec = load("rayjob-paper.yaml")["spec"]["rayClusterSpec"]
+    pods = [spec["headGroupSpec"]["template"]["spec"]] + [
+        g["template"]["spec"] for g in spec["workerGroupSpecs"]
+    ]
+    for pod in pods:  # the head loads it in preflight, each worker in its trials
+        for container in pod["containers"]:
+            paths = {
+                m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])
+            }
+            under = [p for p in paths if options.data_dir.startswith(p.rstrip("/") + "/")]
+            assert under, f"{container['name']} does not mount {options.data_dir}"
+            volume = mounts(pod)[under[0]]
+            assert volume["persistentVolumeClaim"]["readOnly"] is True
+    # apart from the volume, the cluster is rayjob.yaml's (and so raycluster.yaml's)
+    stripped = copy.deepcopy(spec)
+    for pod in [stripped["headGroupSpec"]["template"]["spec"]] + [
+        g["template"]["spec"] for g in stripped["workerGroupSpecs"]
+    ]:
+        pod.pop("volumes")
+        for c in pod["containers"]:
+            c.pop("volumeMounts")
+    assert stripped == load("rayjob.yaml")["spec"]["rayClusterSpec"]
+
+
 def test_kuberay_keeps_the_dashboard_private_and_token_auth_on():
     spec = load("raycluster.yaml")["spec"]
     assert spec["authOptions"]["mode"] == "token"
@@ -206,6 +277,8 @@ def test_cluster_launcher_installs_the_project_and_keeps_auth(pyproject):
     assert any(
         shlex.split(c)[-1] == "~/sweep" and "pip install" in c for c in config["setup_commands"]
     )
+    assert any("apt-get install" in c and "dataset-fashion-mnist" in c
+               for c in config["setup_commands"])  # the cpu-scale spaces' data on every node
     assert "--env RAY_AUTH_MODE=token" in config["docker"]["run_options"]
     assert "~/.ray/auth_token" in config["file_mounts"]
     head_start = " ".join(config["head_start_ray_commands"])

@@ -9,7 +9,7 @@ import yaml
 from ray._private.ray_constants import PROMETHEUS_SERVICE_DISCOVERY_FILE
 from ray.dashboard.modules.reporter.reporter_agent import METRICS_GAUGES
 
-from sweep.metrics_export import DEFAULT_PORT, SweepMetrics
+from sweep.metrics_export import DEFAULT_PORT, RUN_LABEL, SweepMetrics
 from tests.deploy.conftest import DEPLOY
 
 _NAME = re.compile(r"\b(sweep_[a-z0-9_]+|ray_[a-z0-9_]+)\b")
@@ -76,7 +76,28 @@ def test_dashboard_shows_states_throughput_epochs_frontier_and_failures():
 
 def test_dashboard_panels_use_the_datasource_variable_and_have_unique_ids():
     board = dashboard()
-    assert [v["name"] for v in board["templating"]["list"]] == ["datasource"]
+    assert [v["name"] for v in board["templating"]["list"]] == ["datasource", "run"]
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids))
     assert all(p["datasource"]["uid"] == "${datasource}" for p in board["panels"])
+
+
+def test_every_sweep_query_selects_the_run_variable_and_the_variable_lists_runs():
+    """Two sweeps on one Prometheus stay apart only if each panel picks one run: every sweep_
+    selector in every panel carries run="$run", and $run's values come from the run label."""
+    board = dashboard()
+    run_var = next(v for v in board["templating"]["list"] if v["name"] == "run")
+    assert run_var["query"]["query"] == f"label_values(sweep_info, {RUN_LABEL})"
+    assert run_var["datasource"]["uid"] == "${datasource}"
+    selector = re.compile(r"\b(sweep_[a-z0-9_]+)(\{[^}]*\})?")
+    checked = 0
+    for panel in board["panels"]:
+        for target in panel.get("targets", []):
+            for name, labels in selector.findall(target["expr"]):
+                assert f'{RUN_LABEL}="$run"' in labels, (panel["title"], target["expr"])
+                checked += 1
+    assert checked >= 15
+    # and the run label is on every series the code exports (the variable can list each run)
+    metrics = SweepMetrics(space="smoke", run_id="r", port=None)
+    samples = [s for family in metrics.registry.collect() for s in family.samples]
+    assert samples and all(s.labels.get(RUN_LABEL) == "r" for s in samples)

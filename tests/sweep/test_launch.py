@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import math
+import os
 import socket
 import subprocess
 import sys
+import time
+from dataclasses import replace
+
+import pytest
 
 from sweep.launch import main
+from sweep.options import DEFAULT_METRICS_PORT, LaunchOptions
+from sweep.preflight import check_cluster_fits, local_gpu_count, prepare_launch
 from sweep.spaces import get_space
 from tests.sweep.test_fault_tolerance import REPO
+from trainables.errors import ConfigError
 
 QUIET = ["--metrics-port", "0", "--no-dashboard", "--no-report"]
 
@@ -50,16 +58,51 @@ def bad_inputs(tmp_path):
         "relative name escape": [*base, "--name", "../up"],
         "resume of nothing": [*base, "--resume"],
         "bad address": [*base, "--address", "localhost"],
+        "string for a float": [*base, "--set", "strength=abc"],
+        "string for a float list": [*base, "--set", 'eps_linf="x"'],
+        "infinite eps": [*base, "--set", "eps_linf=[Infinity]"],
+        "overflowing eps": [*base, "--set", "eps_linf=[0.01,1e400]"],
+        "infinite lr": [*base, "--set", "lr=Infinity"],
+        "NaN lr": [*base, "--set", "lr=NaN"],
+        "NaN strength": [*base, "--set", "strength=NaN"],
+        "infinite at_eps": [*base, "--set", "at_eps=1e999"],
+        "number for a string": [*base, "--set", "attack=3"],
+        "number for a bool": [*base, "--set", "proximal=1"],
+        "float for an int": [*base, "--set", "epochs=1.5"],
+        "set without value": [*base, "--set", "epochs"],
+        "infinite cpus": [*base, "--cpus-per-trial", "inf"],
+        "NaN gpus": [*base, "--gpus-per-trial", "nan"],
+        "more CPUs than the machine": [*base, "--cpus-per-trial", str((os.cpu_count() or 1) + 62)],
+        "more GPUs than the machine": [*base, "--gpus-per-trial", str(local_gpu_count() + 1)],
+        "unreachable address": [*base, "--address", "127.0.0.1:1"],
+        "negative resource wait": [*base, "--resource-wait", "-1"],
+        "infinite resource wait": [*base, "--resource-wait", "inf"],
+        "metrics port out of range": [*base, "--metrics-port", "70000"],
+        "fractional GPUs above one": [*base, "--gpus-per-trial", "1.5"],
+        "unknown flag": [*base, "--colour"],
+    }
+
+
+def snapshot(root) -> dict[str, tuple]:
+    """Every path under root with its type, size and mtime: "nothing written" made checkable."""
+    return {
+        str(p.relative_to(root)): (p.is_dir(), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
     }
 
 
 def test_every_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys):
-    for what, argv in bad_inputs(tmp_path).items():
+    table = bad_inputs(tmp_path)
+    before = snapshot(tmp_path)
+    for what, argv in table.items():
+        started = time.monotonic()
         code, out, err = run_main(capsys, argv)
+        assert time.monotonic() - started < 30, what  # an unreachable --address fails fast
         assert code == 2, (what, out, err)
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), (what, err)
-        assert not (tmp_path / "runs").exists(), what
+        assert "Traceback" not in out + err, what
+        assert snapshot(tmp_path) == before, what
 
 
 def test_busy_metrics_port_and_existing_run_are_refused(tmp_path, capsys):
@@ -156,3 +199,156 @@ def test_resume_refuses_flags_that_change_the_plan(tmp_path, capsys):
         assert code == 0, (extra, err)
         assert "space smoke (scale smoke)" in out and "epochs=2" in out
     assert sorted(p.name for p in (tmp_path / "r").rglob("*")) == before
+
+
+def test_resource_messages_name_both_numbers(tmp_path, capsys):
+    cpus = os.cpu_count() or 1
+    base = ["--storage", str(tmp_path), "--name", "r", "--space", "smoke", "--scale", "smoke"]
+    _, _, err = run_main(capsys, [*base, *QUIET, "--cpus-per-trial", str(cpus + 62)])
+    assert f"--cpus-per-trial {cpus + 62}" in err and f"the {cpus} CPUs" in err
+    _, _, err = run_main(capsys, [*base, *QUIET, "--address", "127.0.0.1:1"])
+    assert "127.0.0.1:1 is not reachable" in err
+
+
+class FakeCluster:
+    """ray.nodes() as it changes: an autoscaler adds a bigger node after `grow_after` polls."""
+
+    def __init__(self, grow_after: int | None) -> None:
+        self.polls, self.grow_after, self.now, self.slept = 0, grow_after, 0.0, []
+
+    def nodes(self) -> list[dict[str, float]]:
+        self.polls += 1
+        small = {"CPU": 2.0}
+        if self.grow_after is not None and self.polls > self.grow_after:
+            return [small, {"CPU": 8.0, "GPU": 1.0}]
+        return [small]
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_cluster_fit_waits_for_an_autoscaler_then_gives_up_with_both_numbers():
+    options = LaunchOptions(cpus_per_trial=4, gpus_per_trial=1, resource_wait=12, storage="/x")
+    grows = FakeCluster(grow_after=2)
+    check_cluster_fits(options, grows.nodes, grows.sleep, lambda: grows.now)
+    assert grows.polls == 3 and grows.now <= 12
+
+    never = FakeCluster(grow_after=None)
+    with pytest.raises(ConfigError) as caught:
+        check_cluster_fits(options, never.nodes, never.sleep, lambda: never.now)
+    message = str(caught.value)
+    assert "needs 4 CPUs and 1 GPUs" in message and "have 2 CPUs and 0 GPUs" in message
+    assert never.now == 12 and "after waiting 12 s" in message
+
+    at_once = FakeCluster(grow_after=None)
+    with pytest.raises(ConfigError):
+        check_cluster_fits(replace(options, resource_wait=0), at_once.nodes, at_once.sleep,
+                           lambda: at_once.now)
+    assert at_once.polls == 1 and at_once.slept == []
+    fits = FakeCluster(grow_after=None)
+    check_cluster_fits(replace(options, cpus_per_trial=2, gpus_per_trial=0), fits.nodes,
+                       fits.sleep, lambda: fits.now)
+
+
+def test_metrics_endpoint_is_bound_by_preflight_and_the_default_port_moves(tmp_path):
+    """The port is held from preflight on, so a second launch cannot pass a check and then lose
+    the race; a busy default port moves to a free one instead of failing."""
+    def options(port: int, name: str) -> LaunchOptions:
+        return LaunchOptions(space="smoke", scale="smoke", storage=str(tmp_path), name=name,
+                             metrics_port=port)
+
+    with socket.socket() as spare:
+        spare.bind(("127.0.0.1", 0))
+        port = spare.getsockname()[1]
+    first = prepare_launch(options(port, "a"))
+    try:
+        assert first.metrics.url == f"http://127.0.0.1:{port}/metrics"
+        with socket.socket() as late, pytest.raises(OSError):
+            late.bind(("127.0.0.1", port))  # held since preflight: no window for another sweep
+        with pytest.raises(ConfigError, match="in use"):  # an explicit busy port: bad input
+            prepare_launch(options(port, "b"))
+    finally:
+        first.metrics.close()
+
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", DEFAULT_METRICS_PORT))
+    except OSError:
+        holder.close()
+        holder = None  # someone else holds the default port: the case under test anyway
+    try:
+        moved = prepare_launch(options(DEFAULT_METRICS_PORT, "c"))
+        assert moved.metrics.url != f"http://127.0.0.1:{DEFAULT_METRICS_PORT}/metrics"
+        moved.metrics.close()
+    finally:
+        if holder is not None:
+            holder.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "fault, rc, words",
+    [
+        (KeyboardInterrupt(), 130, "interrupted twice"),
+        (RuntimeError("Tune: a callback failed"), 1, "No space left on device"),
+    ],
+    ids=["second Ctrl-C", "full disk inside Tune"],
+)
+def test_faults_during_the_sweep_end_with_one_line(tmp_path, capsys, monkeypatch, fault, rc, words):
+    """What Tune raises out of fit() reaches the user as one line with the way to continue."""
+    import errno
+
+    import sweep.service
+
+    if isinstance(fault, RuntimeError):  # how Tune wraps a callback's OSError
+        try:
+            try:
+                raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.parquet"))
+            except OSError as disk:
+                raise fault from disk
+        except RuntimeError as wrapped:
+            fault = wrapped
+
+    def failing_sweep(launch, **kwargs):
+        raise fault
+
+    monkeypatch.setattr(sweep.service, "run_sweep", failing_sweep)
+    argv = ["--space", "smoke", "--scale", "smoke", "--storage", str(tmp_path), "--name", "r",
+            *QUIET]
+    code, out, err = run_main(capsys, argv)
+    assert code == rc
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and "--resume --name r" in lines[0], err
+    assert "Traceback" not in out + err
+
+
+def test_tunes_trial_failure_log_becomes_one_line():
+    """Tune logs each failed attempt with the worker's traceback; the launcher keeps one line."""
+    import io
+    import logging
+
+    from sweep.service import OneLineTrialErrors
+
+    logger = logging.getLogger("tests.tune_controller_stand_in")
+    logger.propagate = False
+    out = io.StringIO()
+    logger.addHandler(logging.StreamHandler(out))
+    logger.addFilter(OneLineTrialErrors())
+    try:
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError as disk:
+            raise RuntimeError("ray::ImplicitFunc.train()\n  File ...\n" + str(disk)) from disk
+    except RuntimeError:
+        logger.error("Trial task failed for trial %s", "t1", exc_info=True)
+    lines = out.getvalue().splitlines()
+    assert lines == ["Trial task failed for trial t1: [Errno 28] No space left on device"]
+
+
+def test_ssh_hint_uses_the_port_ray_gave_the_dashboard(capsys):
+    from sweep.launch import _print_dashboard
+
+    _print_dashboard("http://127.0.0.1:8266")  # Ray moved it: 8265 was taken
+    out = capsys.readouterr().out
+    assert "ssh -L 8266:127.0.0.1:8266" in out and "8265" not in out

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import ray
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from ray import tune
 
@@ -85,7 +86,10 @@ def scrape(url: str) -> dict[tuple[str, frozenset], float]:
 
 
 def value(samples: dict, name: str, **labels: str) -> float:
-    return samples[(name, frozenset(labels.items()))]
+    """The one sample of `name` whose labels include `labels` (the run label may be left out)."""
+    hits = [v for (n, have), v in samples.items() if n == name and set(labels.items()) <= have]
+    assert len(hits) == 1, (name, labels, hits)
+    return hits[0]
 
 
 def series(samples: dict, name: str) -> dict[str, float]:
@@ -342,3 +346,36 @@ def test_launcher_endpoint_counts_match_the_parquet_store(tmp_path):
         .agg(pl.col("robust_acc").last())
     )
     assert series(last, "sweep_trial_robust_acc") == pytest.approx(dict(latest.iter_rows()))
+
+
+# ---- the run label: two sweeps scraped into one Prometheus stay apart --------------------------
+class _FakeTrial:
+    def __init__(self, trial_id: str, status: str = "RUNNING") -> None:
+        self.trial_id, self.status, self.last_result, self.config = trial_id, status, {}, {}
+
+
+def test_two_runs_on_one_prometheus_keep_their_series_apart():
+    runs = {"run-a": 3, "run-b": 5}  # results reported per run, same trial id in both
+    merged: dict = {}
+    for run_id, n in runs.items():
+        cb = SweepMetrics(space="smoke", run_id=run_id, port=None, linger_s=0)
+        trial = _FakeTrial("t0001")
+        for i in range(n):
+            cb.on_trial_result(0, [trial], trial, {"robust_acc": i / 10, "epoch_seconds": 0.1})
+        cb.on_step_end(0, [trial])
+        cb.on_trial_error(0, [trial], trial)
+        text = generate_latest(cb.registry).decode()
+        samples = {
+            (s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+        assert all(dict(k[1]).get("run") == run_id for k in samples), "a series without run"
+        assert not set(samples) & set(merged), "two runs wrote the same series"
+        merged.update(samples)  # what one Prometheus holds after scraping both endpoints
+    for run_id, n in runs.items():
+        assert value(merged, "sweep_results_total", run=run_id) == n
+        assert value(merged, "sweep_epoch_seconds_count", run=run_id) == n
+        assert value(merged, "sweep_trial_robust_acc", run=run_id, trial="t0001") == (n - 1) / 10
+        assert value(merged, "sweep_trial_failures_total", run=run_id) == 1
+        assert value(merged, "sweep_trials", run=run_id, state="errored") == 1

@@ -76,6 +76,24 @@ def test_corrupt_idx_file_is_rejected(tmp_path):
         load_dataset("mnist", data_dir=str(tmp_path))
 
 
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"\x1f\x8b" + bytes(range(200)), "cannot be read"),  # gzip magic, garbage after it
+        (gzip.compress(b"\x00\x00\x08\x03" + bytes(40))[:-12], "cannot be read"),  # cut gzip
+        (b"\x00\x00\x08\x03\x00\x00", "truncated idx header"),  # 3 dims announced, 2 bytes
+        (gzip.compress(b"\x00\x00\x08\x03\x00\x00\x00\x07\x00"), "truncated idx header"),
+    ],
+    ids=["gzip garbage", "cut gzip stream", "truncated header", "truncated header in gzip"],
+)
+def test_garbage_and_truncated_files_are_one_line_dataset_errors(tmp_path, content, message):
+    make_idx_dir(tmp_path, compress=True)
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(content)
+    with pytest.raises(DatasetNotFoundError, match=message) as caught:
+        load_dataset("mnist", data_dir=str(tmp_path))
+    assert "\n" not in str(caught.value) and "train-images" in str(caught.value)
+
+
 def make_cifar_dir(root: Path) -> tuple[np.ndarray, list[int], np.ndarray, list[int]]:
     rng = np.random.default_rng(1)
     root.mkdir(parents=True, exist_ok=True)

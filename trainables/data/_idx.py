@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,15 +32,25 @@ SPLIT_FILES = {
 def read_idx(path: str | Path) -> np.ndarray:
     """Parse one idx file: magic 0x00 0x00 <type> <ndim>, ndim big-endian uint32 dims, data."""
     path = Path(path)
-    raw = path.read_bytes()
-    if raw[:2] == _GZIP_MAGIC:
-        raw = gzip.decompress(raw)
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == _GZIP_MAGIC:
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+        raise DatasetNotFoundError(
+            f"{path} cannot be read ({type(err).__name__}: {err}); replace it with the original"
+        ) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DatasetNotFoundError(
             f"{path} is not an idx file (magic bytes {raw[:4].hex()}); replace it with the original"
         )
     dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
     header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DatasetNotFoundError(
+            f"{path} has a truncated idx header ({len(raw)} bytes, {header} needed for {ndim} "
+            "dims); replace it with the original"
+        )
     dims = tuple(int(d) for d in np.frombuffer(raw[4:header], dtype=">u4"))
     expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(dims) != ndim or len(raw) != expected:
