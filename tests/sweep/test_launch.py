@@ -270,6 +270,7 @@ def test_metrics_endpoint_is_bound_by_preflight_and_the_default_port_moves(tmp_p
             prepare_launch(options(port, "b"))
     finally:
         first.metrics.close()
+        first.lock.release()
 
     holder = socket.socket()
     try:
@@ -281,6 +282,7 @@ def test_metrics_endpoint_is_bound_by_preflight_and_the_default_port_moves(tmp_p
         moved = prepare_launch(options(DEFAULT_METRICS_PORT, "c"))
         assert moved.metrics.url != f"http://127.0.0.1:{DEFAULT_METRICS_PORT}/metrics"
         moved.metrics.close()
+        moved.lock.release()
     finally:
         if holder is not None:
             holder.close()
