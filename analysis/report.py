@@ -12,13 +12,23 @@ from pathlib import Path
 
 import polars as pl
 
-from analysis import plots
+from analysis import interactive, plots
 from analysis._cli import fail
 from analysis._render import Section, html_page, markdown
 from analysis.band import band_table, band_violations
 from analysis.bound import GAP_QUANTITIES, bound_correlations, violations
 from analysis.frontier import PARAMETERS, fit_frontiers
 from analysis.store import Tables, load
+from analysis.summary import (
+    HOLDS,
+    CONTRADICTS,
+    INCONCLUSIVE,
+    effect_table,
+    eval_count,
+    headline_measure,
+    pareto_trials,
+    sentence,
+)
 from analysis.trend import NEAR_BEST_CLEAN, trend_table
 from analysis.views import (
     ANALYSED_STATUSES,
@@ -60,7 +70,13 @@ def write_report(run_dir: str | os.PathLike[str], n_boot: int = 200, seed: int =
             stale.unlink()
     settings = varying_settings(tables)
     final = final_robustness(tables).with_columns(_setting_label(settings)).collect()
-    sections = [_summary(tables, out)]
+    measure = headline_measure(tables)
+    sections = []
+    if final.height:
+        sections += _findings(tables, final, settings, measure, out)
+    sections.append(_summary(tables, out))
+    if final.height:
+        sections.append(_interactive(tables, final, settings, measure, n_boot, seed))
     if final.height == 0:
         sections.append(Section("Robustness", [
             ("No completed trial has robustness rows yet, so the accuracy, frontier, bound, "
@@ -82,7 +98,8 @@ def write_report(run_dir: str | os.PathLike[str], n_boot: int = 200, seed: int =
              f"run directory {run_dir}. Accuracies are fractions in [0, 1].")]
     (out.root / "report.md").write_text(markdown(title, intro, sections))
     index = out.root / "index.html"
-    index.write_text(html_page(title, intro, sections))
+    head = interactive.script_tag() if final.height else ""
+    index.write_text(html_page(title, intro, sections, head=head))
     return index
 
 
@@ -98,6 +115,70 @@ def _usable(frame: pl.DataFrame, column: str) -> bool:
     return values.drop_nulls().drop_nans().len() > 0 if values.dtype.is_float() else False
 
 
+def _findings(tables: Tables, final: pl.DataFrame, settings: list[str], measure: str,
+              out: _Output) -> list[Section]:
+    """The findings first: effect per knob x setting x norm x eps with the verdict, then the
+    Pareto-optimal trials."""
+    n_eval = eval_count(tables)
+    effects = effect_table(final, measure, config_columns(tables), settings, n_eval)
+    tally = {v: effects.filter(pl.col("verdict") == v).height
+             for v in (HOLDS, CONTRADICTS, INCONCLUSIVE)} if effects.height else {}
+    counted = (f"RA intervals: 95% Clopper-Pearson on {n_eval} attacked samples per trial, "
+               "pooled over seeds" if n_eval else
+               "RA intervals: none (run.json does not say how many samples were attacked)")
+    lead = [
+        (f"The paper predicts that robust accuracy (RA) falls as compressibility rises. Tested "
+         f"per knob, setting, norm and eps with Spearman's rho between RA and {measure} across "
+         "trials (95% Fisher-z interval): holds when the interval lies entirely below 0, "
+         "contradicts when entirely above, inconclusive otherwise. Verdicts: "
+         + ", ".join(f"{n} {v}" for v, n in tally.items()) + f". {counted}. Each line: RA of "
+         "the least compressed configuration -> RA of the most compressed."),
+        *[sentence(row, n_eval) for row in effects.iter_rows(named=True)],
+    ]
+    shown = effects.select([c for c in effects.columns if not c.endswith("_trial")
+                            and c not in ("measure", "least_seeds", "most_seeds")])
+    findings = Section("Findings", lead, tables=[
+        ("Effect of compression on robust accuracy", shown, out.table("findings", effects))])
+    front = pareto_trials(final, measure, [*tables.hyperparameters, *settings])
+    pareto = Section("Pareto-optimal trials", [
+        (f"Trials no other trial beats on both {measure} (higher) and RA (higher), per norm at "
+         "its largest eps, with their settings.")],
+        tables=[("Pareto-optimal trials", front, out.table("pareto_trials", front))])
+    return [findings, pareto]
+
+
+def _interactive(tables: Tables, final: pl.DataFrame, settings: list[str], measure: str,
+                 n_boot: int, seed: int) -> Section:
+    hyper = [h for h in tables.hyperparameters if h in final.columns]
+    figures: list = []
+    if _usable(final, measure):
+        front = fit_frontiers(final.lazy(), measure, ["knob", "norm", "eps", *settings],
+                              config_columns(tables), n_boot=n_boot, seed=seed)
+        figures.append(("ra_vs_comp", "Robust accuracy vs compressibility per knob",
+                        interactive.ra_vs_comp(final, front.curves, measure, hyper)))
+        norm = final["norm"].sort()[0]
+        eps = final.filter(pl.col("norm") == norm)["eps"].max()
+        at = final.filter((pl.col("norm") == norm) & (pl.col("eps") == eps))
+        figures.append(("parallel", "Parallel coordinates",
+                        interactive.parallel(at, hyper, measure, norm, eps)))
+        largest = final.filter(pl.col("eps") == pl.col("eps").max().over("norm"))
+        from analysis.frontier import pareto_front
+        points = pareto_front(largest.lazy(), measure, "robust_acc", ["norm", "eps"]).collect()
+        figures.append(("pareto", "Pareto front", interactive.pareto(points, measure, hyper)))
+    analysed = final.select("run_id", "trial_id", "knob", "seed", *hyper).unique(
+        ["run_id", "trial_id"])
+    history = tables.history.collect().join(analysed, on=["run_id", "trial_id"])
+    figures.append(("histories", "Training histories",
+                    interactive.histories(history, hyper) if history.height else None))
+    bound = (interactive.bound_vs_gap(final, hyper, measure)
+             if _usable(final, "measured_gap") and _usable(final, "bound_gap") else None)
+    figures.append(("bound", "Loss-gap bound vs measured gap", bound))
+    return Section("Interactive figures", [
+        "Hover a point for its trial's hyperparameters and metrics; drag to zoom, double-click "
+        "to reset. The PNG figures below are the same data for papers and docs."],
+        html=interactive.figure_html(figures))
+
+
 def _summary(tables: Tables, out: _Output) -> Section:
     counts = tables.trials.group_by("status").agg(pl.len().alias("trials")).sort("status").collect()
     rows = pl.DataFrame({
@@ -106,7 +187,7 @@ def _summary(tables: Tables, out: _Output) -> Section:
     })
     bound_bad = violations(tables).collect()
     band_bad = band_violations(tables).collect()
-    section = Section("Run summary", [
+    section = Section("Invariant checks and run summary", [
         (f"Analysed: trials with status {', '.join(ANALYSED_STATUSES)}, at their "
         "last evaluated epoch; attacks at the same (trial, norm, eps) are combined by taking the "
         "lowest robust accuracy (each attack is an upper bound on true robust accuracy)."),
