@@ -105,6 +105,7 @@ def html_page(title: str, intro: list[str], sections: list[Section], head: str =
             out += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows]
             out.append("</table></div>")
             if _informative(frame).height > MAX_ROWS:
-                out.append(f"<p>({_informative(frame).height - MAX_ROWS} more rows in {esc(csv)})</p>")
+                more = _informative(frame).height - MAX_ROWS
+                out.append(f"<p>({more} more rows in {esc(csv)})</p>")
     out.append("</body></html>")
     return "\n".join(out)

@@ -110,6 +110,14 @@ def _setting_label(settings: list[str]) -> pl.Expr:
     return pl.concat_str(parts, separator=", ").fill_null("").alias("setting")
 
 
+def _knob_setting_label(settings: list[str]) -> pl.Expr:
+    """The per-fit label of the frontier figures: the knob, then the swept setting if any."""
+    knob = pl.format("knob={}", pl.col("knob").cast(pl.String))
+    if not settings:
+        return knob.alias("setting")
+    return pl.concat_str([knob, _setting_label(settings)], separator=", ").alias("setting")
+
+
 def _usable(frame: pl.DataFrame, column: str) -> bool:
     values = frame[column]
     return values.drop_nulls().drop_nans().len() > 0 if values.dtype.is_float() else False
@@ -210,6 +218,12 @@ def _band(final: pl.DataFrame, config: list[str], measure: str, out: _Output) ->
     if not _usable(final, measure):
         return Section(title, [f"Skipped: no trial reports {measure}."])
     table = band_table(final.lazy(), config, measure).collect()
+    varying = [c for c in config if c not in ("space", "compression") and c in table.columns
+               and table[c].n_unique() > 1]
+    if varying:  # every configuration labelled on the figure
+        table = table.with_columns(pl.concat_str(
+            [pl.format(f"{c}={{}}", pl.col(c).cast(pl.String)) for c in varying],
+            separator=" ").fill_null("").alias("config_label"))
     path, rel = out.figure(f"robust_vs_{measure}")
     plots.draw_band(table, measure, path)
     return Section(title, [
@@ -224,25 +238,31 @@ def _frontier(final, config, settings, measure, n_boot, seed, out) -> Section:
     title = f"Frontier: robust accuracy vs {measure}"
     if not _usable(final, measure):
         return Section(title, [f"Skipped: no trial reports {measure}."])
-    front = fit_frontiers(final.lazy(), measure, ["norm", "eps", *settings], config,
+    # one fit per knob: knobs may move compressibility in opposite directions
+    front = fit_frontiers(final.lazy(), measure, ["knob", "norm", "eps", *settings], config,
                           n_boot=n_boot, seed=seed)
-    points = front.points.with_columns(_setting_label(settings))
-    curves = front.curves.with_columns(_setting_label(settings))
+    points = front.points.with_columns(_knob_setting_label(settings))
+    curves = front.curves.with_columns(_knob_setting_label(settings))
     path, rel = out.figure(f"frontier_{measure}")
     plots.draw_frontier(points, curves, ["norm", "eps"], path, measure)
     params = front.parameters
     shown = params.select(
-        "norm", "eps", *settings, "n_trials", "n_configs", "resampled",
-        *[c for p in PARAMETERS for c in (p, f"{p}_lo", f"{p}_hi")],
+        "knob", "norm", "eps", *settings, "n_trials", "n_configs", "resampled",
+        *[c for p in PARAMETERS for c in (p, f"{p}_lo", f"{p}_hi")], "not_identified",
         "rmse_parametric", "rmse_isotonic",
     )
     out.table(f"frontier_points_{measure}", points)
     out.table(f"frontier_curves_{measure}", curves)
     return Section(title, [
-        ("Pareto set over (compressibility up, robust accuracy up): outlined points. Isotonic "
+        ("One fit per knob (never pooled across knobs). Pareto set over (compressibility up, "
+        "robust accuracy up): outlined points. Isotonic "
         "fit: the least-squares non-increasing curve. Parametric fit: robust_acc = a - b * "
         "comp^c (operator norms grow with compressibility and the Lipschitz bound multiplies "
-        f"them over layers, so the loss is modelled as a power). Bands and parameter intervals: "
+        "them over layers, so the loss is modelled as a power), fitted by bounded least squares "
+        "(scipy.optimize.least_squares; a in [0, 1], b in [0, 10], c in [0.05, 50]); a "
+        "parameter whose interval reaches a bound is listed under not_identified: the data do "
+        "not determine it. Curves and bands are clipped to [0, 1]. Bands and parameter "
+        f"intervals: "
         f"{n_boot} bootstrap refits resampling seeds within each configuration (or trials, "
         "where every configuration has one seed: column 'resampled'), 95% percentile intervals."),
     ], rel, [("Fitted parameters", shown, out.table(f"frontier_parameters_{measure}", shown))])
@@ -253,12 +273,14 @@ def _frontier_per_setting(final, config, settings, n_boot, seed, out) -> Section
     norm = final["norm"].sort()[0]
     eps = final.filter(pl.col("norm") == norm)["eps"].max()
     part = final.filter((pl.col("norm") == norm) & (pl.col("eps") == eps))
-    front = fit_frontiers(part.lazy(), HEADLINE_MEASURE, ["norm", "eps", *settings], config,
-                          n_boot=n_boot, seed=seed)
-    points = front.points.with_columns(_setting_label(settings))
-    curves = front.curves.with_columns(_setting_label(settings))
+    front = fit_frontiers(part.lazy(), HEADLINE_MEASURE, ["knob", "norm", "eps", *settings],
+                          config, n_boot=n_boot, seed=seed)
+    # a panel per training setting, a colour (and a fit) per knob
+    labels = [_setting_label(settings).alias("trained with"), _knob_setting_label([])]
+    points = front.points.with_columns(labels)
+    curves = front.curves.with_columns(labels)
     path, rel = out.figure("frontier_per_setting")
-    plots.draw_frontier(points, curves, ["setting"], path, HEADLINE_MEASURE)
+    plots.draw_frontier(points, curves, ["trained with"], path, HEADLINE_MEASURE)
     return Section(title, [
         (f"The frontier of {HEADLINE_MEASURE} at {norm}, eps={eps:g}, one panel per value of "
         f"the swept setting(s) {', '.join(settings)}; parameters are in the frontier tables.")
@@ -307,7 +329,7 @@ def _trend(final: pl.DataFrame, settings: list[str], out: _Output) -> Section:
     shown = table.pivot(on="metric", index=[*index, "n"], values=["rho", "p_value", "mean"])
     return Section(title, [
         ("Spearman correlation of compressibility with RA (robust accuracy), SA (clean accuracy "
-        "on the same samples) and RA/SA, per knob (knob 'all' pools them), setting, norm and "
+        "on the same samples) and RA/SA, per knob (never pooled), setting, norm and "
         "eps. The paper predicts rho < 0 for RA and RA/SA with SA roughly flat. Subset "
         f"'near_best_clean' keeps trials whose final clean accuracy is within "
         f"{NEAR_BEST_CLEAN * 100:g} points of the best in the group, removing the confound of "
