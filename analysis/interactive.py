@@ -43,7 +43,7 @@ def hover_text(frame: pl.DataFrame, hyperparameters: Sequence[str], measures: Se
     for row in frame.iter_rows(named=True):
         lines = [f"<b>trial {row['trial_id']}</b>"]
         settings = [f"{k}={_fmt(row[k])}" for k in ("knob", *hyperparameters, "seed")
-                    if k in row and row[k] is not None]
+                    if k != "compression" and k in row and row[k] is not None]
         lines.append(", ".join(dict.fromkeys(settings)))
         if "norm" in row and "eps" in row:
             lines.append(f"attack budget: {row['norm']} eps={_fmt(row['eps'])}")
@@ -136,7 +136,8 @@ def parallel(trials: pl.DataFrame, hyperparameters: Sequence[str], measure: str,
              norm: str, eps: float) -> go.Figure:
     """One line per trial: hyperparameters, then compressibility, then RA at (norm, eps)."""
     dims = []
-    for column in ["knob", *hyperparameters, "seed", measure, "robust_acc"]:
+    for column in ["knob", *[h for h in hyperparameters if h != "compression"], "seed", measure,
+                   "robust_acc"]:
         if column not in trials.columns or trials[column].null_count() == trials.height:
             continue
         series = trials[column]
