@@ -43,9 +43,12 @@ def start_ray(launch: Launch) -> str | None:
     if ray.is_initialized():
         return None
     options = launch.options
+    # Quiet by default: the progress bar and trial lines say what matters; trial errors are in
+    # the store. Worker output off also drops the actors' SystemExit traces at shutdown.
+    quiet = {} if options.verbose else {"logging_level": logging.ERROR, "log_to_driver": False}
     if options.address is not None:
         _use_token_auth_if_available()
-        context = ray.init(address=options.address)
+        context = ray.init(address=options.address, **quiet)
     else:
         extra = {}
         if options.ray_metrics_port:  # else Ray picks one, listed in its service-discovery file
@@ -55,6 +58,7 @@ def start_ray(launch: Launch) -> str | None:
             include_dashboard=options.dashboard,
             dashboard_host="127.0.0.1",  # never on a public interface unless the user asks
             **extra,
+            **quiet,
         )
     url = getattr(context, "dashboard_url", None)
     return f"http://{url}" if url and not url.startswith("http") else url
@@ -77,6 +81,10 @@ def run_sweep(
     extra_callbacks (ray.tune.Callback) see every event beside the store (new runs only)."""
     for key, value in _TUNE_ENV.items():
         os.environ.setdefault(key, value)
+    if not launch.options.verbose:
+        # Tune's legacy reporter at verbose=0 prints nothing (the new one draws a config box)
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        logging.getLogger("ray").setLevel(logging.ERROR)
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     from sweep.tuner import build_tuner, restore_tuner
 

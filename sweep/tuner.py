@@ -6,6 +6,7 @@ experiment (they pickle as constructor arguments, so they come back fresh and re
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ray import tune
@@ -17,6 +18,7 @@ from sweep.progress import ProgressCallback
 from sweep.spaces import Cases, Grid, IntRange, LogUniform, Plan, Uniform
 from sweep.store import StoreCallback
 from sweep.trainable import tune_trial
+from sweep.tune_files import ResultFiles
 
 HEADLINE_METRIC = "robust_acc"
 # Two kept checkpoints: the newest may be mid-upload when a trial dies.
@@ -56,6 +58,7 @@ def callbacks(launch: Launch) -> list[tune.Callback]:
             location.store_root, run_id=run_id, space=plan.space, hyperparameters=hyperparameters
         ),
         ProgressCallback(list(hyperparameters), total=launch.trial_count),
+        ResultFiles(),  # result.json per trial, for tune.ExperimentAnalysis users
     ]
     if options.metrics_port:
         # Pickles as its settings, so Tuner.restore brings it back; serves from setup().
@@ -70,7 +73,7 @@ def build_tuner(launch: Launch, extra_callbacks: list | None = None) -> Tuner:
         param_space=param_space(plan, options.search),
         tune_config=TuneConfig(
             num_samples=launch.num_samples,
-            search_alg=_search_alg(plan, options.search),
+            search_alg=_search_alg(plan, options.search, launch.location.local_run_dir()),
             scheduler=_scheduler(plan, options.scheduler),
             max_concurrent_trials=options.max_concurrent,
             reuse_actors=True,
@@ -82,7 +85,7 @@ def build_tuner(launch: Launch, extra_callbacks: list | None = None) -> Tuner:
             callbacks=callbacks(launch) + list(extra_callbacks or ()),
             failure_config=FailureConfig(max_failures=options.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
-            verbose=0,
+            verbose=1 if options.verbose else 0,
         ),
     )
 
@@ -101,13 +104,26 @@ def trial_dirname(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _search_alg(plan: Plan, search: str) -> Any:
+OPTUNA_DB = "optuna.db"
+
+
+def optuna_storage_url(run_dir: str) -> str:
+    """Where --search optuna keeps its study: SQLite in the run directory, which
+    `optuna-dashboard sqlite:///RUN/optuna.db` opens."""
+    return f"sqlite:///{os.path.abspath(run_dir)}/{OPTUNA_DB}"
+
+
+def _search_alg(plan: Plan, search: str, run_dir: str | None = None) -> Any:
     if search != "optuna":
         return None  # grid and random: Tune's BasicVariantGenerator
+    import optuna
     from ray.tune.search.optuna import OptunaSearch
 
+    # The study lives in the run directory when that is local (remote storage: in memory).
+    storage = optuna.storages.RDBStorage(optuna_storage_url(run_dir)) if run_dir else None
     # Multi-objective: robustness up and the space's compressibility up (the paper's frontier).
-    return OptunaSearch(metric=[HEADLINE_METRIC, plan.objective], mode=["max", "max"], seed=0)
+    return OptunaSearch(metric=[HEADLINE_METRIC, plan.objective], mode=["max", "max"], seed=0,
+                        storage=storage, study_name=os.path.basename(run_dir) if run_dir else None)
 
 
 def _scheduler(plan: Plan, scheduler: str) -> Any:
