@@ -136,7 +136,10 @@ def sentence(row: dict[str, Any], n_eval: int | None) -> str:
                       if k not in _NOT_KEYS and not k.startswith(("least_", "most_")))
     ends = [f"{_fmt(row[f'{end}_ra'])} {_interval(row[f'{end}_ra_lo'], row[f'{end}_ra_hi'])}"
             f" at {row['measure']} {_fmt(row[f'{end}_comp'])}" for end in ("least", "most")]
-    rho = f"rho {_fmt(row['rho'])} {_interval(row['rho_lo'], row['rho_hi'])}"
+    rho_interval = _interval(row["rho_lo"], row["rho_hi"])
+    if row["n_trials"] < 4 and rho_interval == "[no interval]":
+        rho_interval = "[no interval: an interval needs at least 4 trials]"
+    rho = f"rho {_fmt(row['rho'])} {rho_interval}"
     return f"{where}: RA {ends[0]} -> {ends[1]}; {rho} (n={row['n_trials']}): {row['verdict']}"
 
 
