@@ -94,3 +94,15 @@ def test_report_cli_process_on_an_empty_run(tmp_path):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "no trial rows" in done.stderr
     assert not (tmp_path / "empty" / "report").exists()
+
+
+def test_tables_drop_rows_with_nothing_but_nan_and_scroll():
+    from analysis._render import Section, html_page, markdown
+
+    frame = pl.DataFrame({"knob": ["rank", "nuclear"], "rho": [-0.5, float("nan")],
+                          "p": [0.01, None]})
+    section = Section("T", tables=[("t", frame, "t.csv")])
+    page, md = html_page("x", [], [section]), markdown("x", [], [section])
+    assert "rank" in page and "nuclear" not in page and "nan" not in page
+    assert "rank" in md and "nuclear" not in md
+    assert '<div class="scroll"><table>' in page
