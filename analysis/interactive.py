@@ -201,7 +201,7 @@ def histories(history: pl.DataFrame, hyperparameters: Sequence[str]) -> go.Figur
                 line={"color": COLORS[j % len(COLORS)], "width": 1},
                 hovertemplate=f"{text}<br>epoch %{{x}}: {metric}=%{{y:.4g}}<extra></extra>"),
                 row=1, col=i + 1)
-            fig.update_xaxes(title_text="epoch", row=1, col=i + 1)
+            fig.update_xaxes(title_text="epoch", tickformat="d", row=1, col=i + 1)
             if metric != "train_loss":
                 fig.update_yaxes(range=[-0.02, 1.02], row=1, col=i + 1)
     fig.update_layout(height=FIGURE_HEIGHT, title="Training histories (click a legend entry "
