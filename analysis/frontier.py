@@ -1,7 +1,8 @@
 """The empirical robustness/compressibility frontier: the Pareto set, a monotone (isotonic) fit,
 and a parametric fit with bootstrap bands that resample seeds.
 
-Parametric form: robust_acc = a - b * comp^c (0 <= a <= 1, 0 <= b <= B_MAX, C_MIN <= c <= C_MAX). Why this one: THEORY.md's
+Parametric form: robust_acc = a - b * comp^c, with 0 <= a <= 1, 0 <= b <= B_MAX and
+C_MIN <= c <= C_MAX. Why this one: THEORY.md's
 sensitivity inequality makes each layer's operator norm grow at least linearly in its
 compressibility at a fixed weight scale, and the Lipschitz bound multiplies L such factors, so
 robustness loss is expected to grow like a power of compressibility; a is the robust accuracy of

@@ -17,11 +17,11 @@ from analysis._cli import fail
 from analysis._render import Section, html_page, markdown
 from analysis.band import band_table, band_violations
 from analysis.bound import GAP_QUANTITIES, bound_correlations, violations
-from analysis.frontier import PARAMETERS, fit_frontiers
+from analysis.frontier import PARAMETERS, fit_frontiers, pareto_front
 from analysis.store import Tables, load
 from analysis.summary import (
-    HOLDS,
     CONTRADICTS,
+    HOLDS,
     INCONCLUSIVE,
     effect_table,
     eval_count,
@@ -170,7 +170,6 @@ def _interactive(tables: Tables, final: pl.DataFrame, settings: list[str], measu
         figures.append(("parallel", "Parallel coordinates",
                         interactive.parallel(at, hyper, measure, norm, eps)))
         largest = final.filter(pl.col("eps") == pl.col("eps").max().over("norm"))
-        from analysis.frontier import pareto_front
         points = pareto_front(largest.lazy(), measure, "robust_acc", ["norm", "eps"]).collect()
         figures.append(("pareto", "Pareto front", interactive.pareto(points, measure, hyper)))
     analysed = final.select("run_id", "trial_id", "knob", "seed", *hyper).unique(

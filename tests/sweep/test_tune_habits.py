@@ -26,7 +26,8 @@ def test_optuna_search_stores_its_study_in_the_run_directory(tmp_path):
     assert (run_dir / "optuna.db").is_file()
     study = optuna.load_study(study_name="runA", storage=optuna_storage_url(str(run_dir)))
     assert len(study.trials) == 1 and study.trials[0].values == [0.5, 0.25]
-    assert study.trials[0].params == {k: v for k, v in config.items() if k in study.trials[0].params}
+    params = study.trials[0].params
+    assert params and params == {k: v for k, v in config.items() if k in params}
 
 
 def test_result_lines_keep_scalars_only():
