@@ -24,7 +24,7 @@ HOLDS, CONTRADICTS, INCONCLUSIVE = "holds", "contradicts", "inconclusive"
 # Columns another part of the store may carry with a per-row interval / sample count; used when
 # present, computed here otherwise.
 INTERVAL_COLUMNS = ("robust_acc_lo", "robust_acc_hi")
-COUNT_COLUMNS = ("n_eval", "n_samples")
+COUNT_COLUMNS = ("n_eval", "n_samples")  # per-row sample count, preferred over run.json's
 
 
 def headline_measure(tables: Tables) -> str:
@@ -97,14 +97,19 @@ def _config_means(part: pl.DataFrame, config: list[str], measure: str,
             pl.col("trial_id").sort().first().alias("trial_id")]
     if has_interval:
         aggs += [pl.col(c).mean() for c in INTERVAL_COLUMNS]
+    count = next((c for c in COUNT_COLUMNS if c in part.columns
+                  and part[c].is_not_null().all()), None)
+    samples = pl.col(count).cast(pl.Float64) if count else pl.lit(float(n_eval or "nan"))
+    part = part.with_columns(samples.alias("_samples"))
+    aggs += [(pl.col("robust_acc") * pl.col("_samples")).sum().alias("_k"),
+             pl.col("_samples").sum().alias("_n")]
     by = config or ["knob"]
     table = part.group_by(by).agg(aggs).sort(measure)
     if has_interval:
-        return table.rename(dict(zip(INTERVAL_COLUMNS, ("ra_lo", "ra_hi"))))
-    bounds = [
-        clopper_pearson(ra * seeds * n_eval, seeds * n_eval) if n_eval else (math.nan, math.nan)
-        for ra, seeds in zip(table["robust_acc"], table["seeds"])
-    ]
+        table = table.rename(dict(zip(INTERVAL_COLUMNS, ("ra_lo", "ra_hi"))))
+        return table.drop("_k", "_n")
+    bounds = [clopper_pearson(k, n) for k, n in zip(table["_k"], table["_n"])]
+    table = table.drop("_k", "_n")
     return table.with_columns(
         pl.Series("ra_lo", [b[0] for b in bounds], dtype=pl.Float64),
         pl.Series("ra_hi", [b[1] for b in bounds], dtype=pl.Float64),

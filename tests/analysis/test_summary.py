@@ -93,3 +93,12 @@ def test_report_opens_with_findings(run_dir):
     assert findings.count(": holds</p>") == 8 and "contradicts</p>" not in findings
     assert f"Clopper-Pearson on {N_EVAL} attacked samples" in findings
     assert "nan" not in findings and '<div class="scroll"><table>' in findings
+
+
+def test_a_per_row_sample_count_is_preferred():
+    final = _final(-0.6).with_columns(pl.lit(400).alias("n_eval"))
+    row = effect_table(final, "spectral_comp", ["space", "strength"], n_eval=50).row(
+        0, named=True)
+    most = final.filter(pl.col("strength") == 5.0)["robust_acc"]
+    ci = sps.binomtest(round(most.sum() * 400), 800).proportion_ci(0.95, method="exact")
+    assert (row["most_ra_lo"], row["most_ra_hi"]) == pytest.approx((ci.low, ci.high))
