@@ -1,7 +1,8 @@
 """The empirical robustness/compressibility frontier: the Pareto set, a monotone (isotonic) fit,
 and a parametric fit with bootstrap bands that resample seeds.
 
-Parametric form: robust_acc = a - b * comp^c (b >= 0, C_MIN <= c <= C_MAX). Why this one: THEORY.md's
+Parametric form: robust_acc = a - b * comp^c, with 0 <= a <= 1, 0 <= b <= B_MAX and
+C_MIN <= c <= C_MAX. Why this one: THEORY.md's
 sensitivity inequality makes each layer's operator norm grow at least linearly in its
 compressibility at a fixed weight scale, and the Lipschitz bound multiplies L such factors, so
 robustness loss is expected to grow like a power of compressibility; a is the robust accuracy of
@@ -17,12 +18,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy.optimize import isotonic_regression
+from scipy.optimize import isotonic_regression, least_squares
 
 from analysis.stats import finite_pairs
 
 PARAMETERS = ("a", "b", "c")
 C_MIN, C_MAX = 0.05, 50.0
+# a is an accuracy; b is the accuracy lost at comp = 1, so more than 1 only describes a curve
+# leaving [0, 1] inside the data range; B_MAX leaves room for that and keeps b finite.
+B_MAX = 10.0
+BOUNDS: dict[str, tuple[float, float]] = {"a": (0.0, 1.0), "b": (0.0, B_MAX), "c": (C_MIN, C_MAX)}
+# A bootstrap interval within this fraction of a bound's width "reaches" it: the data do not
+# identify the parameter (the optimum sits on the constraint, not at a minimum of the loss).
+BOUND_TOL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -82,20 +90,34 @@ def power_curve(comp: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
 
 
 def fit_power(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
-    """(a, b, c) of robust_acc = a - b * comp^c by least squares with b >= 0 and c in
-    [C_MIN, C_MAX]; None when the data cannot identify three parameters (fewer than 4 points or
-    3 distinct x). For a fixed c the model is linear in (a, b), so the fit profiles c: the
-    residual at each c of a log grid comes from a closed-form two-parameter solve, and the best
-    grid value is refined on a finer grid (c to ~0.2%; fast enough for bootstrap refits)."""
+    """(a, b, c) of robust_acc = a - b * comp^c by bounded least squares (scipy.optimize.
+    least_squares, trust-region reflective, within BOUNDS); None when the data cannot identify
+    three parameters (fewer than 4 points or 3 distinct x). The start comes from profiling c on
+    a coarse log grid (for a fixed c the model is linear in (a, b), solved in closed form), so the
+    local optimizer starts in the right basin."""
     x, y = finite_pairs(x, y)
     if len(x) < 4 or len(np.unique(x)) < 3:
         return None
-    grid = np.geomspace(C_MIN, C_MAX, 120)
-    best = int(np.argmin(_profile_losses(x, y, grid)))
-    fine = np.geomspace(grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)], 81)
-    c = float(fine[np.argmin(_profile_losses(x, y, fine))])
-    a, b, _ = _profile(x, y, c)
-    return np.array([a, b, c])
+    grid = np.geomspace(C_MIN, C_MAX, 40)
+    c0 = float(grid[int(np.argmin(_profile_losses(x, y, grid)))])
+    a0, b0, _ = _profile(x, y, c0)
+    lower = np.array([BOUNDS[p][0] for p in PARAMETERS])
+    upper = np.array([BOUNDS[p][1] for p in PARAMETERS])
+    start = np.clip([a0, b0, c0], lower, upper)
+    fit = least_squares(lambda p: power_curve(x, *p) - y, start, bounds=(lower, upper),
+                        method="trf", x_scale=[1.0, 1.0, max(c0, 1.0)])
+    return np.asarray(fit.x, dtype=float)
+
+
+def not_identified(lo: dict[str, float], hi: dict[str, float]) -> list[str]:
+    """Parameters whose interval reaches a bound of BOUNDS (or has no interval)."""
+    names = []
+    for name, (low, high) in BOUNDS.items():
+        tol = BOUND_TOL * (high - low)
+        if not (np.isfinite(lo[name]) and np.isfinite(hi[name])) or lo[name] <= low + tol or (
+                hi[name] >= high - tol):
+            names.append(name)
+    return names
 
 
 def _profile_losses(x: np.ndarray, y: np.ndarray, cs: np.ndarray) -> np.ndarray:
@@ -192,6 +214,7 @@ def _fit_group(
         "rmse_parametric": nan,
         **{name: nan for name in PARAMETERS},
         **{f"{name}_{s}": nan for name in PARAMETERS for s in ("lo", "hi")},
+        "not_identified": ", ".join(PARAMETERS),
     }
     no_band = np.full(len(iso_x), nan)
     iso = pl.DataFrame(
@@ -217,15 +240,18 @@ def _fit_group(
             rows[f"{name}_lo"], rows[f"{name}_hi"] = map(
                 float, np.percentile(boot[:, j], [tail, 100 - tail])
             )
+        rows["not_identified"] = ", ".join(not_identified(
+            {p: rows[f"{p}_lo"] for p in PARAMETERS}, {p: rows[f"{p}_hi"] for p in PARAMETERS}))
     else:
         lo = hi = np.full_like(grid, nan)
     parametric = pl.DataFrame(
         {
             "fit": "parametric",
             "comp": grid,
-            "robust_acc": power_curve(grid, *params),
-            "band_lo": lo,
-            "band_hi": hi,
+            # accuracies live in [0, 1]; a band edge outside it is the power law extrapolating
+            "robust_acc": np.clip(power_curve(grid, *params), 0.0, 1.0),
+            "band_lo": np.clip(lo, 0.0, 1.0),
+            "band_hi": np.clip(hi, 0.0, 1.0),
         }
     )
     return pl.concat([iso, parametric], how="diagonal_relaxed"), rows

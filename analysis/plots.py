@@ -14,6 +14,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
+from analysis.labels import label
+
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
           "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
 PANEL_W, PANEL_H = 4.2, 3.3
@@ -36,7 +38,7 @@ def _panels(n: int, max_cols: int = 4, title_lines: int = 1) -> tuple[Figure, li
 
 
 def _save(fig: Figure, path: Path) -> None:
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=150)  # readable when a paper or docs page scales it down
 
 
 def _groups(frame: pl.DataFrame, keys: Sequence[str]) -> list[tuple[dict, pl.DataFrame]]:
@@ -82,7 +84,12 @@ def draw_band(table: pl.DataFrame, measure: str, path: Path) -> None:
             ax.errorbar(sub[measure], sub["robust_acc"], yerr=_err(sub, "robust_acc"),
                         xerr=_err(sub, measure), fmt="o", color=color, ms=5, zorder=3,
                         label=f"attacked (upper), {name}")
-        ax.set(title=_title(labels), xlabel=measure, ylabel="accuracy", ylim=(-0.02, 1.02))
+            if "config_label" in sub.columns:
+                for xi, yi, text in zip(sub[measure], sub["robust_acc"], sub["config_label"]):
+                    ax.annotate(text, (xi, yi), xytext=(3, 3), textcoords="offset points",
+                                fontsize=5, color=color)
+        ax.set(title=_title(labels), xlabel=label(measure), ylabel="accuracy (fraction)",
+               ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="lower left")
     _save(fig, path)
@@ -124,7 +131,8 @@ def draw_frontier(
                 ax.fill_between(par["comp"].to_numpy(), par["band_lo"].to_numpy(),
                                 par["band_hi"].to_numpy(), color=color, alpha=0.2,
                                 label="bootstrap band" if color == COLORS[0] else None)
-        ax.set(title=_title(labels), xlabel=xlabel, ylabel="robust accuracy (attacked)")
+        ax.set(title=_title(labels), xlabel=label(xlabel),
+               ylabel="robust accuracy (attacked, fraction)", ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="lower left")
     _save(fig, path)
@@ -173,7 +181,7 @@ def draw_alignment(table: pl.DataFrame, measure: str, path: Path) -> None:
                     color=COLORS[3], label="top direction")
         ax.errorbar(x, part["align_rest"], yerr=_err(part, "align_rest"), xerr=xerr, fmt="s",
                     color="0.5", label="other directions (baseline)")
-        ax.set(title=_title(labels), xlabel=measure, ylabel="|<u, delta>| / ||delta||_2")
+        ax.set(title=_title(labels), xlabel=label(measure), ylabel="|<u, delta>| / ||delta||_2")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     _save(fig, path)
@@ -221,7 +229,7 @@ def draw_uap(by_comp: pl.DataFrame, by_scale: pl.DataFrame | None, measure: str,
     for color, (labels, part) in zip(COLORS, _groups(by_comp, ["norm", "eps"])):
         axes[0].errorbar(part[measure], part["fooling_rate"], yerr=_err(part, "fooling_rate"),
                          xerr=_err(part, measure), fmt="o", color=color, label=_title(labels))
-    axes[0].set(title="UAP fooling rate vs compressibility", xlabel=measure,
+    axes[0].set(title="UAP fooling rate vs compressibility", xlabel=label(measure),
                 ylabel="fooling rate", ylim=(-0.02, 1.02))
     axes[0].legend(fontsize=7)
     axes[0].grid(alpha=0.3)

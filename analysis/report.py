@@ -12,14 +12,24 @@ from pathlib import Path
 
 import polars as pl
 
-from analysis import plots
+from analysis import interactive, plots
 from analysis._cli import OneLineParser, fail
 from analysis._render import Section, html_page, markdown
 from analysis.band import band_table, band_violations
 from analysis.bound import GAP_QUANTITIES, bound_correlations, violations
 from analysis.errors import ReportError
-from analysis.frontier import PARAMETERS, fit_frontiers
+from analysis.frontier import PARAMETERS, fit_frontiers, pareto_front
 from analysis.store import Tables, load
+from analysis.summary import (
+    CONTRADICTS,
+    HOLDS,
+    INCONCLUSIVE,
+    effect_table,
+    eval_count,
+    headline_measure,
+    pareto_trials,
+    sentence,
+)
 from analysis.trend import NEAR_BEST_CLEAN, trend_table
 from analysis.views import (
     ANALYSED_STATUSES,
@@ -62,7 +72,13 @@ def write_report(run_dir: str | os.PathLike[str], n_boot: int = 200, seed: int =
             stale.unlink()
     settings = varying_settings(tables)
     final = final_robustness(tables).with_columns(_setting_label(settings)).collect()
-    sections = [_summary(tables, out)]
+    measure = headline_measure(tables)
+    sections = []
+    if final.height:
+        sections += _findings(tables, final, settings, measure, out)
+    sections.append(_summary(tables, out))
+    if final.height:
+        sections.append(_interactive(tables, final, settings, measure, n_boot, seed))
     if final.height == 0:
         sections.append(Section("Robustness", [
             ("No completed trial has robustness rows yet, so the accuracy, frontier, bound, "
@@ -84,7 +100,8 @@ def write_report(run_dir: str | os.PathLike[str], n_boot: int = 200, seed: int =
              f"run directory {run_dir}. Accuracies are fractions in [0, 1].")]
     (out.root / "report.md").write_text(markdown(title, intro, sections))
     index = out.root / "index.html"
-    index.write_text(html_page(title, intro, sections))
+    head = interactive.script_tag() if final.height else ""
+    index.write_text(html_page(title, intro, sections, head=head))
     return index
 
 
@@ -114,9 +131,80 @@ def _setting_label(settings: list[str]) -> pl.Expr:
     return pl.concat_str(parts, separator=", ").fill_null("").alias("setting")
 
 
+def _knob_setting_label(settings: list[str]) -> pl.Expr:
+    """The per-fit label of the frontier figures: the knob, then the swept setting if any."""
+    knob = pl.format("knob={}", pl.col("knob").cast(pl.String))
+    if not settings:
+        return knob.alias("setting")
+    return pl.concat_str([knob, _setting_label(settings)], separator=", ").alias("setting")
+
+
 def _usable(frame: pl.DataFrame, column: str) -> bool:
     values = frame[column]
     return values.drop_nulls().drop_nans().len() > 0 if values.dtype.is_float() else False
+
+
+def _findings(tables: Tables, final: pl.DataFrame, settings: list[str], measure: str,
+              out: _Output) -> list[Section]:
+    """The findings first: effect per knob x setting x norm x eps with the verdict, then the
+    Pareto-optimal trials."""
+    n_eval = eval_count(tables)
+    effects = effect_table(final, measure, config_columns(tables), settings, n_eval)
+    tally = {v: effects.filter(pl.col("verdict") == v).height
+             for v in (HOLDS, CONTRADICTS, INCONCLUSIVE)} if effects.height else {}
+    counted = (f"RA intervals: 95% Clopper-Pearson on {n_eval} attacked samples per trial, "
+               "pooled over seeds" if n_eval else
+               "RA intervals: none (run.json does not say how many samples were attacked)")
+    lead = [
+        (f"The paper predicts that robust accuracy (RA) falls as compressibility rises. Tested "
+         f"per knob, setting, norm and eps with Spearman's rho between RA and {measure} across "
+         "trials (95% Fisher-z interval): holds when the interval lies entirely below 0, "
+         "contradicts when entirely above, inconclusive otherwise. Verdicts: "
+         + ", ".join(f"{n} {v}" for v, n in tally.items()) + f". {counted}. Each line: RA of "
+         "the least compressed configuration -> RA of the most compressed."),
+        *[sentence(row, n_eval) for row in effects.iter_rows(named=True)],
+    ]
+    shown = effects.select([c for c in effects.columns if not c.endswith("_trial")
+                            and c not in ("measure", "least_seeds", "most_seeds")])
+    findings = Section("Findings", lead, tables=[
+        ("Effect of compression on robust accuracy", shown, out.table("findings", effects))])
+    front = pareto_trials(final, measure, [*tables.hyperparameters, *settings])
+    pareto = Section("Pareto-optimal trials", [
+        (f"Trials no other trial beats on both {measure} (higher) and RA (higher), per norm at "
+         "its largest eps, with their settings.")],
+        tables=[("Pareto-optimal trials", front, out.table("pareto_trials", front))])
+    return [findings, pareto]
+
+
+def _interactive(tables: Tables, final: pl.DataFrame, settings: list[str], measure: str,
+                 n_boot: int, seed: int) -> Section:
+    hyper = [h for h in tables.hyperparameters if h in final.columns]
+    figures: list = []
+    if _usable(final, measure):
+        front = fit_frontiers(final.lazy(), measure, ["knob", "norm", "eps", *settings],
+                              config_columns(tables), n_boot=n_boot, seed=seed)
+        figures.append(("ra_vs_comp", "Robust accuracy vs compressibility per knob",
+                        interactive.ra_vs_comp(final, front.curves, measure, hyper)))
+        norm = final["norm"].sort()[0]
+        eps = final.filter(pl.col("norm") == norm)["eps"].max()
+        at = final.filter((pl.col("norm") == norm) & (pl.col("eps") == eps))
+        figures.append(("parallel", "Parallel coordinates",
+                        interactive.parallel(at, hyper, measure, norm, eps)))
+        largest = final.filter(pl.col("eps") == pl.col("eps").max().over("norm"))
+        points = pareto_front(largest.lazy(), measure, "robust_acc", ["norm", "eps"]).collect()
+        figures.append(("pareto", "Pareto front", interactive.pareto(points, measure, hyper)))
+    analysed = final.select("run_id", "trial_id", "knob", "seed", *hyper).unique(
+        ["run_id", "trial_id"])
+    history = tables.history.collect().join(analysed, on=["run_id", "trial_id"])
+    figures.append(("histories", "Training histories",
+                    interactive.histories(history, hyper) if history.height else None))
+    bound = (interactive.bound_vs_gap(final, hyper, measure)
+             if _usable(final, "measured_gap") and _usable(final, "bound_gap") else None)
+    figures.append(("bound", "Loss-gap bound vs measured gap", bound))
+    return Section("Interactive figures", [
+        "Hover a point for its trial's hyperparameters and metrics; drag to zoom, double-click "
+        "to reset. The PNG figures below are the same data for papers and docs."],
+        html=interactive.figure_html(figures))
 
 
 def _summary(tables: Tables, out: _Output) -> Section:
@@ -127,7 +215,7 @@ def _summary(tables: Tables, out: _Output) -> Section:
     })
     bound_bad = violations(tables).collect()
     band_bad = band_violations(tables).collect()
-    section = Section("Run summary", [
+    section = Section("Invariant checks and run summary", [
         (f"Analysed: trials with status {', '.join(ANALYSED_STATUSES)}, at their "
         "last evaluated epoch; attacks at the same (trial, norm, eps) are combined by taking the "
         "lowest robust accuracy (each attack is an upper bound on true robust accuracy)."),
@@ -150,6 +238,12 @@ def _band(final: pl.DataFrame, config: list[str], measure: str, out: _Output) ->
     if not _usable(final, measure):
         return Section(title, [f"Skipped: no trial reports {measure}."])
     table = band_table(final.lazy(), config, measure).collect()
+    varying = [c for c in config if c not in ("space", "compression") and c in table.columns
+               and table[c].n_unique() > 1]
+    if varying:  # every configuration labelled on the figure
+        table = table.with_columns(pl.concat_str(
+            [pl.format(f"{c}={{}}", pl.col(c).cast(pl.String)) for c in varying],
+            separator=" ").fill_null("").alias("config_label"))
     path, rel = out.figure(f"robust_vs_{measure}")
     plots.draw_band(table, measure, path)
     return Section(title, [
@@ -164,25 +258,31 @@ def _frontier(final, config, settings, measure, n_boot, seed, out) -> Section:
     title = f"Frontier: robust accuracy vs {measure}"
     if not _usable(final, measure):
         return Section(title, [f"Skipped: no trial reports {measure}."])
-    front = fit_frontiers(final.lazy(), measure, ["norm", "eps", *settings], config,
+    # one fit per knob: knobs may move compressibility in opposite directions
+    front = fit_frontiers(final.lazy(), measure, ["knob", "norm", "eps", *settings], config,
                           n_boot=n_boot, seed=seed)
-    points = front.points.with_columns(_setting_label(settings))
-    curves = front.curves.with_columns(_setting_label(settings))
+    points = front.points.with_columns(_knob_setting_label(settings))
+    curves = front.curves.with_columns(_knob_setting_label(settings))
     path, rel = out.figure(f"frontier_{measure}")
     plots.draw_frontier(points, curves, ["norm", "eps"], path, measure)
     params = front.parameters
     shown = params.select(
-        "norm", "eps", *settings, "n_trials", "n_configs", "resampled",
-        *[c for p in PARAMETERS for c in (p, f"{p}_lo", f"{p}_hi")],
+        "knob", "norm", "eps", *settings, "n_trials", "n_configs", "resampled",
+        *[c for p in PARAMETERS for c in (p, f"{p}_lo", f"{p}_hi")], "not_identified",
         "rmse_parametric", "rmse_isotonic",
     )
     out.table(f"frontier_points_{measure}", points)
     out.table(f"frontier_curves_{measure}", curves)
     return Section(title, [
-        ("Pareto set over (compressibility up, robust accuracy up): outlined points. Isotonic "
+        ("One fit per knob (never pooled across knobs). Pareto set over (compressibility up, "
+        "robust accuracy up): outlined points. Isotonic "
         "fit: the least-squares non-increasing curve. Parametric fit: robust_acc = a - b * "
         "comp^c (operator norms grow with compressibility and the Lipschitz bound multiplies "
-        f"them over layers, so the loss is modelled as a power). Bands and parameter intervals: "
+        "them over layers, so the loss is modelled as a power), fitted by bounded least squares "
+        "(scipy.optimize.least_squares; a in [0, 1], b in [0, 10], c in [0.05, 50]); a "
+        "parameter whose interval reaches a bound is listed under not_identified: the data do "
+        "not determine it. Curves and bands are clipped to [0, 1]. Bands and parameter "
+        f"intervals: "
         f"{n_boot} bootstrap refits resampling seeds within each configuration (or trials, "
         "where every configuration has one seed: column 'resampled'), 95% percentile intervals."),
     ], rel, [("Fitted parameters", shown, out.table(f"frontier_parameters_{measure}", shown))])
@@ -193,12 +293,14 @@ def _frontier_per_setting(final, config, settings, n_boot, seed, out) -> Section
     norm = final["norm"].sort()[0]
     eps = final.filter(pl.col("norm") == norm)["eps"].max()
     part = final.filter((pl.col("norm") == norm) & (pl.col("eps") == eps))
-    front = fit_frontiers(part.lazy(), HEADLINE_MEASURE, ["norm", "eps", *settings], config,
-                          n_boot=n_boot, seed=seed)
-    points = front.points.with_columns(_setting_label(settings))
-    curves = front.curves.with_columns(_setting_label(settings))
+    front = fit_frontiers(part.lazy(), HEADLINE_MEASURE, ["knob", "norm", "eps", *settings],
+                          config, n_boot=n_boot, seed=seed)
+    # a panel per training setting, a colour (and a fit) per knob
+    labels = [_setting_label(settings).alias("trained with"), _knob_setting_label([])]
+    points = front.points.with_columns(labels)
+    curves = front.curves.with_columns(labels)
     path, rel = out.figure("frontier_per_setting")
-    plots.draw_frontier(points, curves, ["setting"], path, HEADLINE_MEASURE)
+    plots.draw_frontier(points, curves, ["trained with"], path, HEADLINE_MEASURE)
     return Section(title, [
         (f"The frontier of {HEADLINE_MEASURE} at {norm}, eps={eps:g}, one panel per value of "
         f"the swept setting(s) {', '.join(settings)}; parameters are in the frontier tables.")
@@ -247,7 +349,7 @@ def _trend(final: pl.DataFrame, settings: list[str], out: _Output) -> Section:
     shown = table.pivot(on="metric", index=[*index, "n"], values=["rho", "p_value", "mean"])
     return Section(title, [
         ("Spearman correlation of compressibility with RA (robust accuracy), SA (clean accuracy "
-        "on the same samples) and RA/SA, per knob (knob 'all' pools them), setting, norm and "
+        "on the same samples) and RA/SA, per knob (never pooled), setting, norm and "
         "eps. The paper predicts rho < 0 for RA and RA/SA with SA roughly flat. Subset "
         f"'near_best_clean' keeps trials whose final clean accuracy is within "
         f"{NEAR_BEST_CLEAN * 100:g} points of the best in the group, removing the confound of "

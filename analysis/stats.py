@@ -75,3 +75,16 @@ def _correlation(
         # min/max: at |r| ~ 1, tanh rounds the interval's ends past r itself
         lo, hi = min(math.tanh(z - half), r), max(math.tanh(z + half), r)
     return Correlation(method, n, r, p, lo, hi)
+
+
+def clopper_pearson(successes: float, n: float, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval for a binomial proportion: successes of n samples.
+    Conservative (coverage >= level), which suits an accuracy measured on a few hundred samples.
+    (nan, nan) when n is not a positive count."""
+    if not (n > 0) or math.isnan(successes):
+        return float("nan"), float("nan")
+    k = min(max(round(successes), 0), round(n))
+    tail = (1 - level) / 2
+    lo = 0.0 if k == 0 else float(sps.beta.ppf(tail, k, n - k + 1))
+    hi = 1.0 if k == n else float(sps.beta.ppf(1 - tail, k + 1, n - k))
+    return lo, hi

@@ -33,11 +33,10 @@ def trend_table(
     margin: float = NEAR_BEST_CLEAN,
 ) -> pl.DataFrame:
     """One row per (knob, settings, norm, eps, measure, subset, metric): n, Spearman rho, its
-    p-value and confidence interval, and the metric's mean. knob "all" pools every knob when the
-    sweep has several."""
+    p-value and confidence interval, and the metric's mean. Knobs are never pooled: two knobs
+    can move compressibility and robustness in opposite directions, and a pooled rho would
+    average them into a number neither knob shows."""
     frame = final.collect()
-    if frame["knob"].n_unique() > 1:
-        frame = pl.concat([frame, frame.with_columns(pl.lit("all").alias("knob"))])
     group = ["knob", *settings, "norm", "eps"]
     subsets = {
         "all": frame,

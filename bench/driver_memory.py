@@ -3,7 +3,11 @@ trials run through Ray Tune and the sweep's Parquet store callback. Target: unde
 
 Baseline: the driver's RSS once Ray is up and the Tuner is built, measured in the same run.
 
-    .venv/bin/python bench/driver_memory.py [--trials 2000]
+    .venv/bin/python bench/driver_memory.py [--trials 2000] [--loggers none|sweep|tune]
+
+--loggers: none = the store only; sweep = the store and sweep.tune_files.ResultFiles (what the
+launcher runs: result.json per trial for tune.ExperimentAnalysis); tune = the store and Tune's
+own JSON/CSV/TensorBoard loggers (what the launcher turned off).
 """
 
 from __future__ import annotations
@@ -41,8 +45,9 @@ def rss_mib() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=2000)
+    parser.add_argument("--loggers", choices=("none", "sweep", "tune"), default="sweep")
     args = parser.parse_args()
-    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "0" if args.loggers == "tune" else "1"
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     import polars as pl
     import ray
@@ -50,6 +55,7 @@ def main() -> None:
     from ray.tune import RunConfig, TuneConfig, Tuner
 
     from sweep.store import StoreCallback
+    from sweep.tune_files import ResultFiles
 
     # With Tune's file loggers off (the store is the record), its end-of-run summary warns per
     # trial that it found no result.json.
@@ -59,6 +65,7 @@ def main() -> None:
         store = StoreCallback(
             f"{run_dir}/store", run_id="mem", space="bench", hyperparameters={"seed": "int64"}
         )
+        callbacks = [store, ResultFiles()] if args.loggers == "sweep" else [store]
         tuner = Tuner(
             tune.with_resources(trivial_trial, {"cpu": 1}),
             param_space={"seed": tune.grid_search(list(range(args.trials)))},
@@ -67,7 +74,8 @@ def main() -> None:
                 max_concurrent_trials=2,
                 trial_dirname_creator=lambda t: f"trial_{t.trial_id}",
             ),
-            run_config=RunConfig(name="tune", storage_path=run_dir, callbacks=[store], verbose=0),
+            run_config=RunConfig(name="tune", storage_path=run_dir, callbacks=callbacks,
+                                 verbose=0),
         )
         baseline = rss_mib()
         t0 = time.perf_counter()
@@ -77,6 +85,7 @@ def main() -> None:
         rows = pl.scan_parquet(f"{run_dir}/store/trials/*.parquet").select(pl.len()).collect()
         history = pl.scan_parquet(f"{run_dir}/store/history/*.parquet").select(pl.len()).collect()
     ray.shutdown()
+    print(f"loggers: {args.loggers}")
     print(
         f"{args.trials} trivial trials in {wall:.0f} s ({1000 * wall / args.trials:.0f} ms/trial); "
         f"store rows: trials {rows.item()}, history {history.item()}"

@@ -10,6 +10,12 @@ if [ ! -f "$fmnist" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; th
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
 fi
 
+# The report's browser test (tests/analysis/test_report_browser.py) drives headless Chromium.
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing chromium (Debian package, for the report's browser test)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 [ -x .venv/bin/python ] || python3 -m venv .venv
 stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then

@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "lists it in /tmp/ray/prom_metrics_service_discovery.json)")
     p.add_argument("--no-dashboard", action="store_true", help="embedded Ray without dashboard")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show Ray's and Tune's own log lines and the trials' worker output")
     return p
 
 
@@ -128,6 +130,7 @@ def options_from_args(args: argparse.Namespace) -> LaunchOptions:
         ray_metrics_port=args.ray_metrics_port,
         dashboard=not args.no_dashboard,
         report=not args.no_report,
+        verbose=args.verbose,
     )
 
 

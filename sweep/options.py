@@ -50,6 +50,7 @@ class LaunchOptions:
     ray_metrics_port: int = 0  # embedded Ray's own metrics export; 0: Ray picks
     dashboard: bool = True  # embedded Ray only
     report: bool = True
+    verbose: bool = False  # Ray's and Tune's own log lines and worker output on the terminal
 
     def __post_init__(self) -> None:
         _one_of("search", self.search, SEARCHES)

@@ -1,4 +1,6 @@
-"""Plain progress lines for the launcher: one per finished trial, and a periodic summary.
+"""The launcher's terminal: a progress bar (tqdm, which Ray already depends on) with the trial
+counts by state, the ETA and the best robust accuracy so far, and one line per finished trial
+that says at which norm and eps its robust accuracy was measured.
 
 Tune's own tables print every result key (including the per-layer lists); this prints what a
 person watching a compression sweep wants to see.
@@ -12,20 +14,36 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ray.tune import Callback
+from tqdm import tqdm
 
 from sweep.spaces import trial_options
+
+_STATE = {"PENDING": "pending", "RUNNING": "running", "PAUSED": "paused",
+          "TERMINATED": "done", "ERROR": "errored"}
+
+
+def headline_budget(options: dict[str, Any]) -> str:
+    """Where the headline robust_acc is measured (trainables/trial.py: the config's first norm at
+    its largest eps), e.g. 'linf eps=0.05'; '' when the config does not say."""
+    norms = options.get("norms") or ()
+    if not norms:
+        return ""
+    eps = options.get(f"eps_{norms[0]}") or ()
+    return f"{norms[0]} eps={max(eps):g}" if eps else norms[0]
 
 
 class ProgressCallback(Callback):
     def __init__(
-        self, hyperparameters: Sequence[str], total: int, summary_seconds: float = 30.0
+        self, hyperparameters: Sequence[str], total: int, summary_seconds: float = 1.0
     ) -> None:
         self.hyperparameters = list(hyperparameters)
         self.total = total
-        self.summary_seconds = summary_seconds
+        self.summary_seconds = summary_seconds  # the bar's least redraw interval
         self._finished = 0
-        self._last_summary = time.monotonic()
-        self._out: TextIO = sys.stdout
+        self._best: float | None = None
+        self._bar: tqdm | None = None
+        self._drawn = 0.0
+        self._out: TextIO = sys.stderr
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -37,6 +55,12 @@ class ProgressCallback(Callback):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)
 
+    def _progress(self) -> tqdm:
+        if self._bar is None:
+            self._bar = tqdm(total=self.total, unit="trial", file=self._out, dynamic_ncols=True,
+                             mininterval=self.summary_seconds, desc="sweep", leave=True)
+        return self._bar
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._trial_line(trial, "done")
 
@@ -44,29 +68,47 @@ class ProgressCallback(Callback):
         self._trial_line(trial, "errored")
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        if time.monotonic() - self._last_summary < self.summary_seconds:
-            return
-        self._last_summary = time.monotonic()
         states: dict[str, int] = {}
         for t in trials:
-            states[t.status] = states.get(t.status, 0) + 1
-        counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items()))
-        self._print(f"[sweep] {counts} (of {self.total} planned)")
+            name = _STATE.get(t.status, t.status.lower())
+            states[name] = states.get(name, 0) + 1
+        postfix = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+        if self._best is not None:
+            postfix += f" | best RA {self._best:.3f}"
+        bar = self._progress()
+        bar.set_postfix_str(postfix, refresh=False)
+        now = time.monotonic()
+        if now - self._drawn >= self.summary_seconds:  # Tune steps many times a second
+            self._drawn = now
+            bar.refresh()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if self._bar is not None:
+            self._bar.update(self._finished - self._bar.n)
+            self._bar.close()
+            self._bar = None
 
     def _trial_line(self, trial: Any, what: str) -> None:
         self._finished += 1
         r = trial.last_result or {}
         options = trial_options(trial.config)
         knobs = " ".join(f"{k}={options[k]}" for k in self.hyperparameters if k in options)
+        budget = headline_budget(options)
+        names = {"robust_acc": f"robust_acc({budget})" if budget else "robust_acc"}
         metrics = " ".join(
-            f"{k}={r[k]:.3f}"
+            f"{names.get(k, k)}={r[k]:.3f}"
             for k in ("clean_acc", "robust_acc", "spectral_comp", "neuron_comp")
             if isinstance(r.get(k), float)
         )
+        ra = r.get("robust_acc")
+        if isinstance(ra, float) and ra == ra and what == "done":
+            self._best = ra if self._best is None else max(self._best, ra)
         flag = " DIVERGED" if r.get("diverged") else ""
         self._print(
             f"[{self._finished}/{self.total}] {trial.trial_id} {what}{flag}: {knobs} | {metrics}"
         )
+        self._progress().update(self._finished - self._progress().n)
 
     def _print(self, line: str) -> None:
-        print(line, file=self._out, flush=True)
+        # above the bar, which tqdm redraws below it; stdout keeps the trial lines for pipes
+        tqdm.write(line, file=sys.stdout)

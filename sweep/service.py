@@ -46,10 +46,13 @@ def start_ray(launch: Launch) -> str | None:
     if ray.is_initialized():
         return None
     options = launch.options
+    # Quiet by default: the progress bar and trial lines say what matters; trial errors are in
+    # the store. Worker output off also drops the actors' SystemExit traces at shutdown.
+    quiet = {} if options.verbose else {"logging_level": logging.ERROR, "log_to_driver": False}
     if options.address is not None:
         _use_token_auth_if_available()
         try:
-            context = ray.init(address=options.address)
+            context = ray.init(address=options.address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as err:
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise SweepError(
@@ -72,6 +75,7 @@ def start_ray(launch: Launch) -> str | None:
                 dashboard_host=LOOPBACK,  # never on a public interface unless the user asks
                 _node_ip_address=LOOPBACK,
                 **extra,
+                **quiet,
             )
         with contextlib.suppress(AttributeError, OSError):  # a record is a courtesy, not a need
             record_session(ray._private.worker._global_node.get_session_dir_path())
@@ -97,6 +101,10 @@ def run_sweep(
     every event beside the store."""
     for key, value in _TUNE_ENV.items():
         os.environ.setdefault(key, value)
+    if not launch.options.verbose:
+        # Tune's legacy reporter at verbose=0 prints nothing (the new one draws a config box)
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        logging.getLogger("ray").setLevel(logging.ERROR)
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     controller = logging.getLogger("ray.tune.execution.tune_controller")
     if not any(isinstance(f, OneLineTrialErrors) for f in controller.filters):

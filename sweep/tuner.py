@@ -6,6 +6,7 @@ would unpickle tuner.pkl and the experiment state from storage, which a resume n
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ray import tune
@@ -18,6 +19,7 @@ from sweep.spaces._space import RESUME_KEY
 from sweep.spaces import Cases, Grid, IntRange, LogUniform, Plan, Uniform
 from sweep.store import StoreCallback
 from sweep.trainable import tune_trial
+from sweep.tune_files import ResultFiles
 
 HEADLINE_METRIC = "robust_acc"
 # Two kept checkpoints: the newest may be mid-upload when a trial dies.
@@ -57,6 +59,7 @@ def callbacks(launch: Launch) -> list[tune.Callback]:
             location.store_root, run_id=run_id, space=plan.space, hyperparameters=hyperparameters
         ),
         ProgressCallback(list(hyperparameters), total=launch.trial_count),
+        ResultFiles(),  # result.json per trial, for tune.ExperimentAnalysis users
     ]
     if launch.metrics is not None:  # bound by preflight: no other process took the port since
         found.append(launch.metrics)
@@ -78,7 +81,8 @@ def build_tuner(
         else param_space(plan, options.search),
         tune_config=TuneConfig(
             num_samples=1 if resumed else launch.num_samples,
-            search_alg=None if resumed else _search_alg(plan, options.search),
+            search_alg=(None if resumed else
+                        _search_alg(plan, options.search, launch.location.local_run_dir())),
             scheduler=_scheduler(plan, options.scheduler),
             max_concurrent_trials=options.max_concurrent,
             reuse_actors=True,
@@ -90,7 +94,7 @@ def build_tuner(
             callbacks=callbacks(launch) + list(extra_callbacks or ()),
             failure_config=FailureConfig(max_failures=options.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
-            verbose=0,
+            verbose=1 if options.verbose else 0,
         ),
     )
 
@@ -99,13 +103,26 @@ def trial_dirname(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _search_alg(plan: Plan, search: str) -> Any:
+OPTUNA_DB = "optuna.db"
+
+
+def optuna_storage_url(run_dir: str) -> str:
+    """Where --search optuna keeps its study: SQLite in the run directory, which
+    `optuna-dashboard sqlite:///RUN/optuna.db` opens."""
+    return f"sqlite:///{os.path.abspath(run_dir)}/{OPTUNA_DB}"
+
+
+def _search_alg(plan: Plan, search: str, run_dir: str | None = None) -> Any:
     if search != "optuna":
         return None  # grid and random: Tune's BasicVariantGenerator
+    import optuna
     from ray.tune.search.optuna import OptunaSearch
 
+    # The study lives in the run directory when that is local (remote storage: in memory).
+    storage = optuna.storages.RDBStorage(optuna_storage_url(run_dir)) if run_dir else None
     # Multi-objective: robustness up and the space's compressibility up (the paper's frontier).
-    return OptunaSearch(metric=[HEADLINE_METRIC, plan.objective], mode=["max", "max"], seed=0)
+    return OptunaSearch(metric=[HEADLINE_METRIC, plan.objective], mode=["max", "max"], seed=0,
+                        storage=storage, study_name=os.path.basename(run_dir) if run_dir else None)
 
 
 def _scheduler(plan: Plan, scheduler: str) -> Any:

@@ -114,7 +114,11 @@ def synthetic_run(
         "robustness": pl.DataFrame(robustness),
         "layers": pl.DataFrame(layers),
     }
-    return write_store(run_dir, tables, hyper)
+    # run.json says how many samples each accuracy was measured on, as the launcher's does
+    return write_store(run_dir, tables, hyper, spec={"fixed": {"n_eval": N_EVAL}})
+
+
+N_EVAL = 200
 
 
 def _robustness_rows(tid, it, comp, clean, eps, scale, uap, rng) -> list[dict]:

@@ -8,10 +8,14 @@ import pytest
 
 from analysis import load
 from analysis.frontier import (
+    BOUNDS,
+    C_MAX,
+    PARAMETERS,
     bootstrap_indices,
     fit_frontiers,
     fit_power,
     isotonic_fit,
+    not_identified,
     pareto_front,
     power_curve,
 )
@@ -137,3 +141,29 @@ def test_too_few_points_leave_parameters_nan(n):
     assert front.parameters.height == (1 if n else 0)
     if n:
         assert np.isnan(front.parameters["a"][0])
+
+
+def test_power_fit_stays_in_bounds_and_flags_what_the_data_cannot_identify():
+    rng = np.random.default_rng(4)
+    # flat data: robust accuracy does not depend on compressibility, so b -> 0 and c is free
+    x = np.repeat(np.linspace(0.1, 0.9, 6), 3)
+    flat = pl.DataFrame({"norm": "linf", "eps": 0.1, "seed": np.tile([0, 1, 2], 6),
+                         "cfg": np.repeat(np.arange(6), 3), "comp": x,
+                         "robust_acc": 0.02 + rng.normal(0, 0.01, len(x))})
+    front = fit_frontiers(flat.lazy(), "comp", ["norm", "eps"], ["cfg"], n_boot=40)
+    row = front.parameters.row(0, named=True)
+    for name in PARAMETERS:
+        low, high = BOUNDS[name]
+        assert low <= row[f"{name}_lo"] <= row[name] <= row[f"{name}_hi"] <= high
+    assert "b" in row["not_identified"] or "c" in row["not_identified"]
+    # near zero accuracy the band would dip below 0; curves and bands are clipped to [0, 1]
+    curves = front.curves.filter(pl.col("fit") == "parametric")
+    for column in ("robust_acc", "band_lo", "band_hi"):
+        assert curves[column].min() >= 0 and curves[column].max() <= 1
+    # a clean power law with many points: every parameter identified
+    y = power_curve(x, 0.85, 0.5, 2.0) + rng.normal(0, 0.005, len(x))
+    clean = flat.with_columns(pl.Series("robust_acc", y))
+    row = fit_frontiers(clean.lazy(), "comp", ["norm", "eps"], ["cfg"], n_boot=40).parameters
+    assert row["not_identified"][0] == ""
+    assert not_identified({"a": 0.5, "b": 0.2, "c": 1.0}, {"a": 0.6, "b": 0.3, "c": C_MAX}) == [
+        "c"]

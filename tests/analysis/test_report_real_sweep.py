@@ -25,6 +25,12 @@ def smoke_run(tmp_path_factory):
         check=False, capture_output=True, text=True, timeout=150,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    # the terminal: trial lines say where robust_acc was measured; no Ray / Tune chatter and no
+    # traceback unless -v; the progress bar ends at every trial
+    assert done.stdout.count("robust_acc(linf eps=0.05)=") == 3
+    for noise in ("Traceback", " INFO ", " WARNING ", "Configuration for experiment"):
+        assert noise not in done.stdout + done.stderr, noise
+    assert "3/3" in done.stderr and "best RA" in done.stderr
     return storage / "smoke_run"
 
 

@@ -14,7 +14,7 @@ from analysis.views import final_robustness
 def test_trend_matches_scipy_and_robust_accuracy_falls(run_dir):
     final = final_robustness(load(run_dir))
     table = trend_table(final)
-    assert set(table["knob"]) == {"nuclear", "rank", "all"}
+    assert set(table["knob"]) == {"nuclear", "rank"}  # never pooled
     data = final.collect()
     for knob in ("nuclear", "rank"):
         part = data.filter((pl.col("knob") == knob) & (pl.col("norm") == "linf")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from sweep.options import LaunchOptions
 from sweep.preflight import Launch
@@ -59,6 +60,16 @@ def test_smoke_sweep_end_to_end_statuses_and_tables(ray_local, tmp_path):
     assert errored["status"] == "errored" and "DatasetNotFoundError" in errored["error"]
     assert errored["failures"] == 2  # first attempt + one retry (max_failures=1)
     assert outcome.statuses == {"completed": 2, "diverged": 1, "errored": 1}
+
+    # Tune users' tool: one row per trial that reported, with its final metrics
+    from ray.tune import ExperimentAnalysis
+
+    frame = ExperimentAnalysis(launch.location.tune_dir).dataframe()
+    reported = trials.filter(pl.col("iterations") > 0)
+    assert len(frame) == reported.height
+    final = dict(zip(frame["trial_id"], frame["clean_acc"]))
+    for row in reported.iter_rows(named=True):
+        assert final[row["trial_id"]] == pytest.approx(row["clean_acc"], nan_ok=True)
 
     history = read(store, "history")
     assert history.group_by("trial_id", "iteration").len()["len"].max() == 1
