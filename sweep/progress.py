@@ -13,29 +13,26 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
+from sweep._pickling import PicklesAsArguments
 from sweep.spaces import trial_options
+from trainables import schema
 
 
-class ProgressCallback(Callback):
+class ProgressCallback(PicklesAsArguments, Callback):
     def __init__(
         self, hyperparameters: Sequence[str], total: int, summary_seconds: float = 30.0
     ) -> None:
+        self._args = {
+            "hyperparameters": list(hyperparameters),
+            "total": total,
+            "summary_seconds": summary_seconds,
+        }
         self.hyperparameters = list(hyperparameters)
         self.total = total
         self.summary_seconds = summary_seconds
         self._finished = 0
         self._last_summary = time.monotonic()
         self._out: TextIO = sys.stdout
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {
-            "hyperparameters": self.hyperparameters,
-            "total": self.total,
-            "summary_seconds": self.summary_seconds,
-        }
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(**state)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._trial_line(trial, "done")
@@ -60,7 +57,7 @@ class ProgressCallback(Callback):
         knobs = " ".join(f"{k}={options[k]}" for k in self.hyperparameters if k in options)
         metrics = " ".join(
             f"{k}={r[k]:.3f}"
-            for k in ("clean_acc", "robust_acc", "spectral_comp", "neuron_comp")
+            for k in schema.TRIAL_METRICS
             if isinstance(r.get(k), float)
         )
         flag = " DIVERGED" if r.get("diverged") else ""
