@@ -43,6 +43,16 @@ HEADLINE_KAPPA = 0.1
 NORMS: tuple[str, ...] = ("linf", "l2")
 DUAL_NORM = {"linf": 1.0, "l2": 2.0}
 
+
+def check_norm(value: str, name: str = "norm") -> None:
+    """Raise ConfigError unless `value` is one of NORMS; `name` is the argument's name."""
+    if value not in NORMS:
+        from trainables.errors import ConfigError  # pure Python too; imported where it is used
+
+        raise ConfigError(
+            f"{name} must be one of {list(NORMS)}, but got {value!r}; pick one of those norms"
+        )
+
 # ---- run directory layout (RUN_DIR/...) ---------------------------------------------------------
 RUN_JSON = "run.json"
 STORE_DIR = "store"
