@@ -13,8 +13,8 @@ from functools import cache
 
 import pytest
 import torch
-import torch.nn.functional as F
 
+from tests.trainables.compression_training import sgd_with_knob
 from trainables import schema
 from trainables.compression import COMPRESSION_KINDS, get_compression
 from trainables.config import TrialConfig
@@ -58,18 +58,7 @@ def train(kind: str, setting_items: tuple = ()) -> torch.nn.Module:
     )
     knob = get_compression(kind, strength=cfg.strength, proximal=cfg.proximal,
                            keep_frac=cfg.keep_frac)
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
-    order = torch.Generator().manual_seed(0)
-    for _ in range(EPOCHS):
-        perm = torch.randperm(len(data.x_train), generator=order)
-        for start in range(0, len(perm), BATCH):
-            idx = perm[start:start + BATCH]
-            loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
-            loss = loss + knob.penalty(model)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            knob.after_step(model, LR)
+    sgd_with_knob(model, knob, data, lr=LR, epochs=EPOCHS, batch=BATCH)
     if knob.post_hoc:
         model = copy.deepcopy(model)
         with torch.no_grad():
