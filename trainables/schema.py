@@ -33,8 +33,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-# 1: first layout. 2: trials.neuron_comp_l2. 3: mean_effective_rank (see ADDED_IN).
-SCHEMA_VERSION = 3
+# 1: first layout. 2: trials.neuron_comp_l2 (see ADDED_IN).
+SCHEMA_VERSION = 2
 
 # Kept fractions at which compressibility is reported (THEORY.md), and the one used for headlines.
 KAPPAS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25)
@@ -117,7 +117,6 @@ RESULT_SCALARS: dict[str, str] = {
     "spectral_comp": "float64",  # network mean of spectral_comp at HEADLINE_KAPPA
     "lip_linf": "float64",  # Lhat_inf (includes the input normalization)
     "lip_l2": "float64",  # Lhat_2
-    "mean_effective_rank": "float64",  # network mean of the layers' effective_rank
     "diverged": "bool",  # non-finite training loss this epoch: the trial stops with status diverged
 }
 # Headline compressibility scalars -> the LAYERS_COLUMNS prefix each is the network mean of (encoder
@@ -129,11 +128,9 @@ HEADLINE_PREFIXES: dict[str, str] = {
 }
 HEADLINES: tuple[str, ...] = tuple(HEADLINE_PREFIXES)
 # Per-epoch scalars the trial reports as NaN when it did not evaluate (diverged, or nothing yet).
-EVALUATED_SCALARS: tuple[str, ...] = (
-    "robust_acc", *HEADLINES, "mean_effective_rank", "lip_linf", "lip_l2"
-)
+EVALUATED_SCALARS: tuple[str, ...] = ("robust_acc", *HEADLINES, "lip_linf", "lip_l2")
 # Final values copied into the trials table, exported per trial to Prometheus, printed per trial.
-TRIAL_METRICS: tuple[str, ...] = ("clean_acc", "robust_acc", *HEADLINES, "mean_effective_rank")
+TRIAL_METRICS: tuple[str, ...] = ("clean_acc", "robust_acc", *HEADLINES)
 # Plus two list-valued keys: "robustness" (list of ROBUSTNESS rows without trial_id/iteration) and
 # "layers" (list of LAYERS rows without trial_id/iteration).
 
@@ -205,8 +202,6 @@ TABLES: dict[str, dict[str, str]] = {
 # (table, column) -> the SCHEMA_VERSION that added it; every other contract column is in version 1.
 ADDED_IN: dict[tuple[str, str], int] = {
     ("trials", "neuron_comp_l2"): 2,
-    ("trials", "mean_effective_rank"): 3,
-    ("history", "mean_effective_rank"): 3,
 }
 
 

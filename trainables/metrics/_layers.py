@@ -78,7 +78,4 @@ def network_summary(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     def mean(column: str) -> float:
         return sum(row[column] for row in rows) / len(rows) if rows else math.nan
 
-    return {
-        **{name: mean(f"{prefix}_{tag}") for name, prefix in HEADLINE_PREFIXES.items()},
-        "mean_effective_rank": mean("effective_rank"),
-    }
+    return {name: mean(f"{prefix}_{tag}") for name, prefix in HEADLINE_PREFIXES.items()}
