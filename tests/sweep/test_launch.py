@@ -116,3 +116,21 @@ def test_the_real_process_exits_2(tmp_path):
     )
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_launch_option_is_a_flag_with_help_and_the_same_default():
+    import dataclasses
+
+    from sweep.launch import build_parser, options_from_args
+    from sweep.options import LaunchOptions
+
+    parser = build_parser()
+    by_dest = {a.dest: a for a in parser._actions}
+    for field in dataclasses.fields(LaunchOptions):
+        assert field.name in by_dest, field.name
+        assert by_dest[field.name].help or field.name in ("search", "cpus_per_trial"), field.name
+    # No flags given: exactly the dataclass defaults (storage made absolute the same way).
+    assert options_from_args(parser.parse_args([])) == LaunchOptions()
+    flipped = options_from_args(parser.parse_args(["--no-report", "--set", "epochs=2", "--resume",
+                                                   "--name", "r"]))
+    assert (flipped.report, flipped.trial_options, flipped.resume) == (False, {"epochs": 2}, True)
