@@ -44,7 +44,7 @@ from analysis.views import (
 from trainables import schema
 from trainables.errors import SweepError
 
-REPORT_DIR = "report"
+REPORT_DIR = schema.REPORT_DIR
 HEADLINE_MEASURE = "spectral_comp"
 
 

@@ -1,9 +1,13 @@
 """Open the Parquet result store of one or more run directories as Polars LazyFrames.
 
 Everything that can be checked without reading data is checked here, up front: the store exists,
-its _schema.json has the schema version this code reads and every contract column, and every
-Parquet footer is readable with column types the declared schema accepts. After that, queries
-scan lazily (projection and predicate pushdown happen in Polars).
+its _schema.json has a schema version this code reads (any up to schema.SCHEMA_VERSION) and every
+contract column that version had, and every Parquet footer is readable with column types the
+declared schema accepts. After that, queries scan lazily (projection and predicate pushdown happen
+in Polars).
+
+Schema growth (rule in trainables/schema.py): a contract column added after the store's version
+(schema.ADDED_IN) reads as null in that store's rows, so older run directories stay readable.
 """
 
 from __future__ import annotations
@@ -90,13 +94,13 @@ def _open_run(run_dir: Path) -> tuple[Run, dict[str, pl.LazyFrame], list[str]]:
         raise StoreNotFoundError(
             f"no run directory at {run_dir}; pass the directory sweep.launch printed"
         )
-    store = run_dir / "store"
-    meta = _read_schema_json(store / "_schema.json")
+    store = run_dir / schema.STORE_DIR
+    meta = _read_schema_json(store / schema.SCHEMA_FILE)
     declared = meta["tables"]
     run = Run(run_dir, *_read_run_json(run_dir, default_id=meta.get("run_id") or run_dir.name))
     frames = {}
     for table, required in schema.TABLES.items():
-        columns = _table_columns(declared, table, required, store)
+        columns = _table_columns(declared, table, required, store, meta["schema_version"])
         files = _parquet_files(store / table)
         _check_footers(files, columns)
         if files:
@@ -144,10 +148,16 @@ def _read_schema_json(path: Path) -> dict[str, Any]:
             f"{path} must be JSON with schema_version and tables, but reading it failed "
             f"({type(err).__name__}: {err}); re-write the store"
         ) from None
-    if version != schema.SCHEMA_VERSION:
+    readable = f"1..{schema.SCHEMA_VERSION}"
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise SchemaVersionError(
-            f"store schema_version must be {schema.SCHEMA_VERSION}, but {path} has {version!r}; "
-            "analyse it with the project version that wrote it"
+            f"store schema_version must be {readable}, but {path} has {version!r}; "
+            "re-write the store"
+        )
+    if version > schema.SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"store schema_version must be {readable} (what this code reads), but {path} has "
+            f"{version!r}; analyse it with the newer project version that wrote it"
         )
     if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
         raise MalformedStoreError(f"{path}: tables must map table -> {{column: type}}")
@@ -155,7 +165,7 @@ def _read_schema_json(path: Path) -> dict[str, Any]:
 
 
 def _read_run_json(run_dir: Path, default_id: str) -> tuple[str, dict[str, Any]]:
-    path = run_dir / "run.json"
+    path = run_dir / schema.RUN_JSON
     if not path.is_file():
         return default_id, {}
     try:
@@ -170,16 +180,25 @@ def _read_run_json(run_dir: Path, default_id: str) -> tuple[str, dict[str, Any]]
 
 
 def _table_columns(
-    declared: dict[str, dict[str, str]], table: str, required: dict[str, str], store: Path
+    declared: dict[str, dict[str, str]],
+    table: str,
+    required: dict[str, str],
+    store: Path,
+    version: int,
 ) -> dict[str, pl.DataType]:
+    """The table's typed columns: the declared ones, plus contract columns newer than the store
+    (null in its rows). Lacking a contract column its version already had is malformed."""
     columns = declared.get(table)
     if columns is None:
-        raise MalformedStoreError(f"{store}/_schema.json declares no table {table!r}")
-    missing = [c for c in required if c not in columns]
+        raise MalformedStoreError(f"{store}/{schema.SCHEMA_FILE} declares no table {table!r}")
+    missing = [c for c in required if c not in columns and schema.added_in(table, c) <= version]
     if missing:
         raise MalformedStoreError(
-            f"table {table!r} in {store}/_schema.json lacks contract column(s) {missing}"
+            f"table {table!r} in {store}/{schema.SCHEMA_FILE} (schema_version {version}) lacks "
+            f"contract column(s) {missing}; re-write the store"
         )
+    newer = {c: t for c, t in required.items() if c not in columns}
+    columns = {**columns, **newer}
     unknown = {c: t for c, t in columns.items() if t not in DTYPES}
     if unknown:
         raise MalformedStoreError(

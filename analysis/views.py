@@ -9,8 +9,9 @@ import polars as pl
 from scipy import stats as sps
 
 from analysis.store import Tables
+from trainables import schema
 
-COMP_MEASURES: tuple[str, ...] = ("neuron_comp", "neuron_comp_l2", "spectral_comp")
+COMP_MEASURES: tuple[str, ...] = schema.HEADLINES
 # The column that names the compression method ("knob"); spaces without it use the space name.
 KNOB_COLUMN = "compression"
 # Hyperparameters that define a training *setting* (a frontier is fitted per setting) rather than
@@ -26,7 +27,7 @@ SETTING_COLUMNS: tuple[str, ...] = (
     "freeze_encoder",
 )
 UAP_ATTACK = "uap"
-ANALYSED_STATUSES: tuple[str, ...] = ("completed",)
+ANALYSED_STATUSES: tuple[str, ...] = (schema.COMPLETED,)
 
 _TRIAL_KEYS = ["run_id", "trial_id"]
 

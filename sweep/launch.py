@@ -11,14 +11,16 @@ Bad input exits 2 with one line on stderr before Ray starts or anything is writt
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
 import sys
+import typing
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from sweep.options import DEFAULT_METRICS_PORT, SCHEDULERS, SEARCHES, LaunchOptions
+from sweep.options import STORAGE_DEFAULT, LaunchOptions
 from sweep.preflight import Launch, prepare_launch
 from trainables.errors import SweepError
 
@@ -40,98 +42,34 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m sweep.launch",
         description="Sweep compression vs adversarial robustness on Ray Tune.",
     )
-    p.add_argument("--space", default="spectral_linf", help="named space (see --list-spaces)")
-    p.add_argument("--scale", default="cpu", help="smoke | cpu | paper (default: cpu)")
-    p.add_argument("--dataset", help="override the space's dataset")
-    p.add_argument("--data-dir", help="directory holding the dataset's files")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="OPTION=VALUE",
-        help="fix a trial option for every trial, e.g. --set epochs=2 "
-        "--set eps_linf=[0.01,0.03] (value as JSON, else a string)",
-    )
-    p.add_argument(
-        "--num-samples", type=int, help="grid: repeats of the grid; random/optuna: number of trials"
-    )
-    p.add_argument("--search", choices=SEARCHES, default="grid")
-    p.add_argument(
-        "--scheduler",
-        choices=SCHEDULERS,
-        default="fifo",
-        help="asha stops trials early on robust_acc",
-    )
-    p.add_argument("--max-concurrent", type=int, help="most trials running at once")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractional allowed, e.g. 0.5")
-    p.add_argument(
-        "--resource-wait",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="--address: wait this long for a node that fits one trial (an autoscaling cluster "
-        "adds it), then exit 2; default 0: exit 2 at once",
-    )
-    p.add_argument(
-        "--max-failures",
-        type=int,
-        default=2,
-        help="retries of a failing trial, each from its last checkpoint",
-    )
-    p.add_argument(
-        "--storage",
-        default="runs",
-        help="runs directory (made absolute) or URI, e.g. s3://bucket/runs",
-    )
-    p.add_argument("--name", help="run name; the run directory is <storage>/<name>")
-    p.add_argument("--resume", action="store_true", help="continue the run --name")
-    p.add_argument("--address", help="'auto' or HOST:PORT of an existing Ray cluster")
-    p.add_argument("--dry-run", action="store_true", help="print the trial plan, start nothing")
+    hints = typing.get_type_hints(LaunchOptions)
+    for field in dataclasses.fields(LaunchOptions):
+        meta = dict(field.metadata)
+        flag = meta.pop("flag", "--" + field.name.replace("_", "-"))
+        flags = [meta.pop("short"), flag] if "short" in meta else [flag]
+        if hints[field.name] is bool:
+            if field.default:  # on by default: the flag turns it off
+                flag = "--no-" + field.name.replace("_", "-")
+            p.add_argument(*flags[:-1], flag, dest=field.name,
+                           action="store_false" if field.default else "store_true", **meta)
+        elif hints[field.name] == dict[str, Any]:  # repeated OPTION=VALUE, see parse_sets
+            p.add_argument(flag, dest=field.name, action="append", default=[], **meta)
+        else:
+            kind = next(t for t in (int, float, str) if t in (hints[field.name],
+                        *typing.get_args(hints[field.name])))
+            default = STORAGE_DEFAULT if field.name == "storage" else field.default
+            p.add_argument(flag, dest=field.name, type=None if kind is str else kind,
+                           default=default, **meta)
     p.add_argument("--list-spaces", action="store_true", help="print the named spaces and exit")
-    p.add_argument(
-        "--metrics-port",
-        type=int,
-        default=DEFAULT_METRICS_PORT,
-        help="Prometheus endpoint on 127.0.0.1 (0 disables)",
-    )
-    p.add_argument("--ray-metrics-port", type=int, default=0,
-                   help="embedded Ray's own Prometheus export port (default 0: Ray picks one and "
-                        "lists it in /tmp/ray/prom_metrics_service_discovery.json)")
-    p.add_argument("--no-dashboard", action="store_true", help="embedded Ray without dashboard")
-    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
-    p.add_argument("-v", "--verbose", action="store_true",
-                   help="show Ray's and Tune's own log lines and the trials' worker output")
     return p
 
 
 def options_from_args(args: argparse.Namespace) -> LaunchOptions:
-    storage = args.storage if "://" in args.storage else os.path.abspath(args.storage)
-    return LaunchOptions(
-        space=args.space,
-        scale=args.scale,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        trial_options=parse_sets(args.set),
-        num_samples=args.num_samples,
-        search=args.search,
-        scheduler=args.scheduler,
-        max_concurrent=args.max_concurrent,
-        cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial,
-        resource_wait=args.resource_wait,
-        max_failures=args.max_failures,
-        storage=storage,
-        name=args.name,
-        resume=args.resume,
-        address=args.address,
-        dry_run=args.dry_run,
-        metrics_port=args.metrics_port,
-        ray_metrics_port=args.ray_metrics_port,
-        dashboard=not args.no_dashboard,
-        report=not args.no_report,
-        verbose=args.verbose,
-    )
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(LaunchOptions)}
+    values["trial_options"] = parse_sets(values["trial_options"])
+    if "://" not in values["storage"]:
+        values["storage"] = os.path.abspath(values["storage"])
+    return LaunchOptions(**values)
 
 
 def given_flags(argv: Sequence[str] | None) -> set[str]:

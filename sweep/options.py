@@ -1,6 +1,8 @@
-"""LaunchOptions: every launcher flag, with defaults and validation in one place.
+"""LaunchOptions: every launcher flag, with defaults, help text and validation in one place.
 
-Pure Python (no Ray): the launcher builds and checks these before anything starts.
+Pure Python (no Ray): the launcher builds and checks these before anything starts. Each field is
+one flag of `python -m sweep.launch` (--field-name; a bool that defaults to True becomes
+--no-field-name); sweep/launch.py derives its parser from the fields and their `help` metadata.
 """
 
 from __future__ import annotations
@@ -22,35 +24,83 @@ _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:(\d{1,5})$")
 DEFAULT_METRICS_PORT = 9500
 
 
+STORAGE_DEFAULT = "runs"  # relative to the working directory; made absolute
+
+
 def default_storage() -> str:
-    return os.path.abspath("runs")
+    return os.path.abspath(STORAGE_DEFAULT)
+
+
+def _flag_field(default: Any = dataclasses.MISSING, *, help: str | None = None, **flag: Any) -> Any:
+    """A LaunchOptions field with the flag's help text (and any other argparse settings, e.g.
+    choices, metavar, flag) as metadata."""
+    kwargs: dict[str, Any] = {"metadata": {"help": help, **flag}}
+    if callable(default):
+        kwargs["default_factory"] = default
+    else:
+        kwargs["default"] = default
+    return dataclasses.field(**kwargs)
 
 
 @dataclass(frozen=True)
 class LaunchOptions:
-    space: str = "spectral_linf"
-    scale: str = "cpu"
-    dataset: str | None = None  # overrides the space's dataset
-    data_dir: str | None = None
-    trial_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # --set KEY=VALUE
-    num_samples: int | None = None  # None: the space's default for the search
-    search: str = "grid"
-    scheduler: str = "fifo"
-    max_concurrent: int | None = None  # None: as many as the cluster's resources allow
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    resource_wait: float = 0.0  # --address: seconds to wait for a node that fits one trial
-    max_failures: int = 2  # retries of a failed trial, each from its last checkpoint
-    storage: str = dataclasses.field(default_factory=default_storage)
-    name: str | None = None  # None: <space>-<scale>-<timestamp>
-    resume: bool = False
-    address: str | None = None  # None: an embedded local Ray; "auto" or HOST:PORT: a cluster
-    dry_run: bool = False
-    metrics_port: int = DEFAULT_METRICS_PORT  # 0 disables the Prometheus endpoint
-    ray_metrics_port: int = 0  # embedded Ray's own metrics export; 0: Ray picks
-    dashboard: bool = True  # embedded Ray only
-    report: bool = True
-    verbose: bool = False  # Ray's and Tune's own log lines and worker output on the terminal
+    space: str = _flag_field("spectral_linf", help="named space (see --list-spaces)")
+    scale: str = _flag_field("cpu", help="smoke | cpu | paper (default: cpu)")
+    dataset: str | None = _flag_field(None, help="override the space's dataset")
+    data_dir: str | None = _flag_field(None, help="directory holding the dataset's files")
+    trial_options: dict[str, Any] = _flag_field(
+        dict,
+        flag="--set",
+        metavar="OPTION=VALUE",
+        help="fix a trial option for every trial, e.g. --set epochs=2 "
+        "--set eps_linf=[0.01,0.03] (value as JSON, else a string)",
+    )
+    num_samples: int | None = _flag_field(
+        None, help="grid: repeats of the grid; random/optuna: number of trials"
+    )  # None: the space's default for the search
+    search: str = _flag_field("grid", choices=SEARCHES)
+    scheduler: str = _flag_field(
+        "fifo", choices=SCHEDULERS, help="asha stops trials early on robust_acc"
+    )
+    max_concurrent: int | None = _flag_field(
+        None, help="most trials running at once"
+    )  # None: as many as the cluster's resources allow
+    cpus_per_trial: float = _flag_field(1.0)
+    gpus_per_trial: float = _flag_field(0.0, help="fractional allowed, e.g. 0.5")
+    resource_wait: float = _flag_field(
+        0.0,
+        metavar="SECONDS",
+        help="--address: wait this long for a node that fits one trial (an autoscaling cluster "
+        "adds it), then exit 2; default 0: exit 2 at once",
+    )
+    max_failures: int = _flag_field(
+        2, help="retries of a failing trial, each from its last checkpoint"
+    )
+    storage: str = _flag_field(
+        default_storage,
+        help="runs directory (made absolute) or URI, e.g. s3://bucket/runs",
+    )
+    name: str | None = _flag_field(
+        None, help="run name; the run directory is <storage>/<name>"
+    )  # None: <space>-<scale>-<timestamp>
+    resume: bool = _flag_field(False, help="continue the run --name")
+    address: str | None = _flag_field(
+        None, help="'auto' or HOST:PORT of an existing Ray cluster"
+    )  # None: an embedded local Ray
+    dry_run: bool = _flag_field(False, help="print the trial plan, start nothing")
+    metrics_port: int = _flag_field(
+        DEFAULT_METRICS_PORT, help="Prometheus endpoint on 127.0.0.1 (0 disables)"
+    )
+    ray_metrics_port: int = _flag_field(
+        0,
+        help="embedded Ray's own Prometheus export port (default 0: Ray picks one and "
+        "lists it in /tmp/ray/prom_metrics_service_discovery.json)",
+    )
+    dashboard: bool = _flag_field(True, help="embedded Ray without dashboard")  # --no-dashboard
+    report: bool = _flag_field(True, help="skip the report at the end")  # --no-report
+    verbose: bool = _flag_field(
+        False, short="-v", help="show Ray's and Tune's own log lines and the trials' worker output"
+    )
 
     def __post_init__(self) -> None:
         _one_of("search", self.search, SEARCHES)

@@ -16,7 +16,9 @@ from typing import Any, TextIO
 from ray.tune import Callback
 from tqdm import tqdm
 
+from sweep._pickling import PicklesAsArguments
 from sweep.spaces import trial_options
+from trainables import schema
 
 _STATE = {"PENDING": "pending", "RUNNING": "running", "PAUSED": "paused",
           "TERMINATED": "done", "ERROR": "errored"}
@@ -32,10 +34,15 @@ def headline_budget(options: dict[str, Any]) -> str:
     return f"{norms[0]} eps={max(eps):g}" if eps else norms[0]
 
 
-class ProgressCallback(Callback):
+class ProgressCallback(PicklesAsArguments, Callback):
     def __init__(
         self, hyperparameters: Sequence[str], total: int, summary_seconds: float = 1.0
     ) -> None:
+        self._args = {
+            "hyperparameters": list(hyperparameters),
+            "total": total,
+            "summary_seconds": summary_seconds,
+        }
         self.hyperparameters = list(hyperparameters)
         self.total = total
         self.summary_seconds = summary_seconds  # the bar's least redraw interval
@@ -44,16 +51,6 @@ class ProgressCallback(Callback):
         self._bar: tqdm | None = None
         self._drawn = 0.0
         self._out: TextIO = sys.stderr
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {
-            "hyperparameters": self.hyperparameters,
-            "total": self.total,
-            "summary_seconds": self.summary_seconds,
-        }
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(**state)
 
     def _progress(self) -> tqdm:
         if self._bar is None:
@@ -97,7 +94,7 @@ class ProgressCallback(Callback):
         names = {"robust_acc": f"robust_acc({budget})" if budget else "robust_acc"}
         metrics = " ".join(
             f"{names.get(k, k)}={r[k]:.3f}"
-            for k in ("clean_acc", "robust_acc", "spectral_comp", "neuron_comp")
+            for k in schema.TRIAL_METRICS
             if isinstance(r.get(k), float)
         )
         ra = r.get("robust_acc")

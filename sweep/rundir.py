@@ -16,9 +16,7 @@ import pyarrow.fs as pafs
 from sweep.store import StoreLayout
 from sweep.store._layout import resolve_fs
 from trainables.errors import ConfigError, SweepError
-
-RUN_JSON = "run.json"
-TUNE_DIR = "tune"
+from trainables.schema import REPORT_DIR, RUN_JSON, STORE_DIR, TUNE_DIR
 
 
 @dataclass(frozen=True)
@@ -32,7 +30,7 @@ class RunLocation:
 
     @property
     def store_root(self) -> str:
-        return f"{self.run_dir}/store"
+        return f"{self.run_dir}/{STORE_DIR}"
 
     @property
     def tune_dir(self) -> str:
@@ -40,7 +38,7 @@ class RunLocation:
 
     @property
     def report_dir(self) -> str:
-        return f"{self.run_dir}/report"
+        return f"{self.run_dir}/{REPORT_DIR}"
 
     @property
     def is_local(self) -> bool:

@@ -7,6 +7,7 @@ rejects unknown keys, so a typo in a space definition fails before any trial sta
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import numbers
 import typing
@@ -16,21 +17,31 @@ from typing import Any
 from trainables.errors import ConfigError
 from trainables.schema import NORMS
 
-DATASETS = ("gaussian", "teacher", "digits", "fashion_mnist", "mnist", "cifar10")
-MODELS = ("fcn", "cnn", "resnet18")
-# Training-time regularizers, post-hoc operations, and "none".
-COMPRESSIONS = (
-    "none",
-    "l1",
-    "group_lasso",
-    "row_sparsity",
-    "nuclear",
-    "rank",
-    "prune_rows",
-    "svd_truncate",
-)
-ATTACKS = ("pgd", "apgd-ce", "apgd-dlr", "autoattack")
 OPTIMIZERS = ("sgd", "adam")
+
+# Variant names are owned by the registries (one module plus one registry line adds a variant).
+# The registries import torch and this module must not: sweep.spaces, the launcher and the
+# analysis import it for names and defaults only. So a registry is imported on the first
+# validation that needs it (a process about to plan or run trials, which loads torch anyway).
+# DATASETS / MODELS / COMPRESSIONS / ATTACKS stay importable from here, resolved the same way.
+_REGISTRIES: dict[str, tuple[str, str]] = {
+    "DATASETS": ("trainables.data._registry", "DATASET_SOURCES"),
+    "MODELS": ("trainables.models._registry", "MODEL_BUILDERS"),
+    "COMPRESSIONS": ("trainables.compression._registry", "COMPRESSION_KINDS"),
+    "ATTACKS": ("trainables.attacks._registry", "ATTACK_RUNNERS"),
+}
+
+
+def registered(names: str) -> tuple[str, ...]:
+    """The names in one variant registry: "DATASETS", "MODELS", "COMPRESSIONS" or "ATTACKS"."""
+    module, attribute = _REGISTRIES[names]
+    return tuple(getattr(importlib.import_module(module), attribute))
+
+
+def __getattr__(name: str) -> Any:
+    if name in _REGISTRIES:
+        return registered(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -109,10 +120,10 @@ class TrialConfig:
 
     def __post_init__(self) -> None:
         _check_types(self)
-        _one_of("dataset", self.dataset, DATASETS)
-        _one_of("model", self.model, MODELS)
-        _one_of("compression", self.compression, COMPRESSIONS)
-        _one_of("attack", self.attack, ATTACKS)
+        _one_of("dataset", self.dataset, registered("DATASETS"))
+        _one_of("model", self.model, registered("MODELS"))
+        _one_of("compression", self.compression, registered("COMPRESSIONS"))
+        _one_of("attack", self.attack, registered("ATTACKS"))
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("at_norm", self.at_norm, NORMS)
         if not self.norms:
@@ -218,4 +229,4 @@ def _at_least(name: str, value: Any, low: int) -> None:
 _FIELD_KINDS = _field_kinds()
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrialConfig)}
 
-__all__ = ["ATTACKS", "COMPRESSIONS", "DATASETS", "MODELS", "TrialConfig"]
+__all__ = ["ATTACKS", "COMPRESSIONS", "DATASETS", "MODELS", "TrialConfig", "registered"]

@@ -14,6 +14,7 @@ import sys
 import typing
 from pathlib import Path
 
+from trainables import schema
 from trainables.config import TrialConfig
 from trainables.errors import SweepError
 
@@ -66,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         config = TrialConfig.from_dict(args)
         if checkpoint_dir:
             check_checkpoint_dir(checkpoint_dir)
-        from trainables.trial import Trial  # torch loads only after the cheap checks
+        from trainables.trial import CHECKPOINT_FILE, Trial  # torch loads after the cheap checks
 
         trial = Trial(config)
-        if checkpoint_dir and (checkpoint_dir / "trial.pt").exists():
+        if checkpoint_dir and (checkpoint_dir / CHECKPOINT_FILE).exists():
             trial.load(checkpoint_dir)
         if checkpoint_dir:
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -108,10 +109,10 @@ def check_checkpoint_dir(directory: Path) -> None:
 
 
 def _summary(result: dict) -> str:
+    headlines = "  ".join(f"{name} {result[name]:.3f}" for name in schema.HEADLINES)
     line = (
         f"epoch {result['iteration']:3d}  loss {result['train_loss']:.4f}  "
-        f"clean {result['clean_acc']:.4f}  robust {result['robust_acc']:.4f}  "
-        f"neuron_comp {result['neuron_comp']:.3f}  spectral_comp {result['spectral_comp']:.3f}  "
+        f"clean {result['clean_acc']:.4f}  robust {result['robust_acc']:.4f}  {headlines}  "
         f"Lhat_inf {result['lip_linf']:.3g}  Lhat_2 {result['lip_l2']:.3g}  "
         f"{result['epoch_seconds']:.1f}s"
     )

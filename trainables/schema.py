@@ -14,13 +14,27 @@ Result-store layout (a run directory, see DESIGN.md "Result store contract"):
 Column types are written as strings: "str", "int64", "float64", "bool". Hyperparameter columns in
 the trials table are added per space (typed from the space definition) on top of TRIALS_COLUMNS;
 _schema.json's "hyperparameters" lists them, so readers need not guess which extra columns they are.
+
+Schema growth (the store contract's rule; DESIGN.md "Result store contract"):
+- Columns are only ever added: never renamed, removed or retyped. Each addition bumps SCHEMA_VERSION
+  and records the column in ADDED_IN with the version that introduced it.
+- A reader accepts any store with schema_version <= SCHEMA_VERSION. A contract column the store's
+  _schema.json lacks reads as null when ADDED_IN says it is newer than the store (the writer never
+  knew it); lacking an older contract column is a malformed store. A store newer than the reader is
+  rejected (the reader cannot know what its columns mean).
+- So adding one trial-level metric is: its result key in RESULT_SCALARS and in TRIAL_METRICS (this
+  file) plus the code that computes it; the trial, the store callback, the Prometheus export, the
+  progress line and the report derive their lists from here.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
-SCHEMA_VERSION = 1
+# 1: first layout. 2: trials.neuron_comp_l2 (see ADDED_IN).
+SCHEMA_VERSION = 2
 
 # Kept fractions at which compressibility is reported (THEORY.md), and the one used for headlines.
 KAPPAS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25)
@@ -29,7 +43,48 @@ HEADLINE_KAPPA = 0.1
 NORMS: tuple[str, ...] = ("linf", "l2")
 DUAL_NORM = {"linf": 1.0, "l2": 2.0}
 
-TRIAL_STATUSES: tuple[str, ...] = ("completed", "errored", "diverged", "stopped")
+
+def check_norm(value: str, name: str = "norm") -> None:
+    """Raise ConfigError unless `value` is one of NORMS; `name` is the argument's name."""
+    if value not in NORMS:
+        from trainables.errors import ConfigError  # pure Python too; imported where it is used
+
+        raise ConfigError(
+            f"{name} must be one of {list(NORMS)}, but got {value!r}; pick one of those norms"
+        )
+
+# ---- run directory layout (RUN_DIR/...) ---------------------------------------------------------
+RUN_JSON = "run.json"
+STORE_DIR = "store"
+TUNE_DIR = "tune"
+REPORT_DIR = "report"
+SCHEMA_FILE = "_schema.json"  # inside STORE_DIR
+TRIALS_FILE = "trials.parquet"  # inside STORE_DIR/trials (rewritten whole at each flush)
+
+# ---- trial status ------------------------------------------------------------------------------
+COMPLETED, ERRORED, DIVERGED, STOPPED = "completed", "errored", "diverged", "stopped"
+TRIAL_STATUSES: tuple[str, ...] = (COMPLETED, ERRORED, DIVERGED, STOPPED)
+
+
+def trial_status(
+    last_result: Mapping[str, Any] | None, epochs: int | None, *, errored: bool = False
+) -> str:
+    """The final status of a trial (one of TRIAL_STATUSES): the one rule the store and the metrics
+    export share. `epochs` is the trial's configured epoch budget (None: unknown, never "stopped").
+
+    errored: the trial raised for good. Otherwise "diverged" when its last result says so,
+    "stopped" when it ended before `epochs` (a scheduler or stopper ended it), else "completed".
+    """
+    if errored:
+        return ERRORED
+    last_result = last_result or {}
+    if last_result.get("diverged"):
+        return DIVERGED
+    # A trial that ended before reporting any epoch did not complete either.
+    done = last_result.get("iteration", last_result.get("training_iteration")) or 0
+    if isinstance(epochs, int) and isinstance(done, int) and done < epochs:
+        return STOPPED
+    return COMPLETED
 
 
 def kappa_tag(kappa: float) -> str:
@@ -64,6 +119,18 @@ RESULT_SCALARS: dict[str, str] = {
     "lip_l2": "float64",  # Lhat_2
     "diverged": "bool",  # non-finite training loss this epoch: the trial stops with status diverged
 }
+# Headline compressibility scalars -> the LAYERS_COLUMNS prefix each is the network mean of (encoder
+# layers, at HEADLINE_KAPPA).
+HEADLINE_PREFIXES: dict[str, str] = {
+    "neuron_comp": "neuron_comp_l1",
+    "neuron_comp_l2": "neuron_comp_l2",
+    "spectral_comp": "spectral_comp",
+}
+HEADLINES: tuple[str, ...] = tuple(HEADLINE_PREFIXES)
+# Per-epoch scalars the trial reports as NaN when it did not evaluate (diverged, or nothing yet).
+EVALUATED_SCALARS: tuple[str, ...] = ("robust_acc", *HEADLINES, "lip_linf", "lip_l2")
+# Final values copied into the trials table, exported per trial to Prometheus, printed per trial.
+TRIAL_METRICS: tuple[str, ...] = ("clean_acc", "robust_acc", *HEADLINES)
 # Plus two list-valued keys: "robustness" (list of ROBUSTNESS rows without trial_id/iteration) and
 # "layers" (list of LAYERS rows without trial_id/iteration).
 
@@ -75,11 +142,7 @@ TRIALS_COLUMNS: dict[str, str] = {
     "status": "str",  # one of TRIAL_STATUSES
     "seed": "int64",
     "iterations": "int64",  # epochs completed
-    "clean_acc": "float64",  # final
-    "robust_acc": "float64",  # final headline
-    "neuron_comp": "float64",
-    "neuron_comp_l2": "float64",
-    "spectral_comp": "float64",
+    **{m: RESULT_SCALARS[m] for m in TRIAL_METRICS},  # final values (robust_acc: the headline)
     "wall_seconds": "float64",
     "error": "str",  # one line, empty when none
 }
@@ -135,3 +198,14 @@ TABLES: dict[str, dict[str, str]] = {
     "robustness": ROBUSTNESS_COLUMNS,
     "layers": LAYERS_COLUMNS,
 }
+
+# (table, column) -> the SCHEMA_VERSION that added it; every other contract column is in version 1.
+ADDED_IN: dict[tuple[str, str], int] = {
+    ("trials", "neuron_comp_l2"): 2,
+}
+
+
+def added_in(table: str, column: str) -> int:
+    """The schema version that introduced a contract column (1 for the original layout)."""
+    return ADDED_IN.get((table, column), 1)
+

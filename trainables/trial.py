@@ -35,6 +35,7 @@ from trainables.attacks import (
     run_attack,
     universal_perturbation,
 )
+from trainables import schema
 from trainables.compression import get_compression, scale_encoder
 from trainables.config import TrialConfig
 from trainables.data import load_dataset
@@ -217,8 +218,7 @@ class Trial:
         cfg = self.config
         if diverged:
             nan = float("nan")
-            return {"clean_acc": nan, "clean_loss": nan, "robust_acc": nan, "neuron_comp": nan,
-                    "neuron_comp_l2": nan, "spectral_comp": nan, "lip_linf": nan, "lip_l2": nan,
+            return {"clean_acc": nan, "clean_loss": nan, **_nan_headlines(),
                     "robustness": [], "layers": []}
         model = self._compressed_copy()
         model.eval()
@@ -298,7 +298,7 @@ class Trial:
     def _compressed_copy(self) -> nn.Module:
         """The model evaluated: post-hoc compression and weight scaling act on a copy."""
         cfg = self.config
-        if cfg.compression not in ("prune_rows", "svd_truncate") and cfg.weight_scale == 1.0:
+        if not self.compression.post_hoc and cfg.weight_scale == 1.0:
             return self.model
         model = copy.deepcopy(self.model)
         with torch.no_grad():
@@ -378,8 +378,7 @@ def _median(values: torch.Tensor) -> float:
 
 
 def _nan_headlines() -> dict[str, float]:
-    keys = ("robust_acc", "neuron_comp", "neuron_comp_l2", "spectral_comp", "lip_linf", "lip_l2")
-    return dict.fromkeys(keys, float("nan"))
+    return dict.fromkeys(schema.EVALUATED_SCALARS, float("nan"))
 
 
 def _make_optimizer(cfg: TrialConfig, params) -> torch.optim.Optimizer:

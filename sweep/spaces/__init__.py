@@ -16,6 +16,7 @@ from sweep.spaces._space import (
     Uniform,
     column_type,
     column_value,
+    configured_epochs,
     trial_options,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "Uniform",
     "column_type",
     "column_value",
+    "configured_epochs",
     "get_space",
     "list_spaces",
     "register",

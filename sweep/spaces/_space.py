@@ -18,13 +18,16 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from trainables import schema
 from trainables.config import TrialConfig
 from trainables.errors import ConfigError
 
 SCALES: tuple[str, ...] = ("smoke", "cpu", "paper")
 # Compressibility metric a space maximizes (beside robust_acc) in multi-objective search.
-OBJECTIVES: tuple[str, ...] = ("spectral_comp", "neuron_comp", "neuron_comp_l2")
+OBJECTIVES: tuple[str, ...] = schema.HEADLINES
 TRIAL_FIELDS: frozenset[str] = frozenset(f.name for f in dataclasses.fields(TrialConfig))
+# Read off the dataclass (constructing a TrialConfig validates it, which loads the registries).
+_DEFAULT_EPOCHS: int = TrialConfig.__dataclass_fields__["epochs"].default
 # Above this many grid corners, validation checks a deterministic subset (the first and last ones
 # in every axis are always included through the per-axis pass).
 _MAX_CORNERS_CHECKED = 4096
@@ -146,8 +149,11 @@ def encode_case(case: Mapping[str, Any]) -> str:
 RESUME_KEY = "_resume"
 
 
-def trial_options(sample: Mapping[str, Any]) -> dict[str, Any]:
-    """A sampled configuration (plain TrialConfig keys plus encoded Cases) -> TrialConfig keys."""
+def trial_options(sample: Mapping[str, Any], *, strict: bool = True) -> dict[str, Any]:
+    """A sampled configuration (plain TrialConfig keys plus encoded Cases) -> TrialConfig keys.
+
+    strict=False skips keys that are neither (a foreign trainable's config) instead of raising.
+    """
     options: dict[str, Any] = {}
     for key, value in sample.items():
         if key == RESUME_KEY:  # a resumed trial's entry (sweep/resume.py): its config is whole
@@ -158,11 +164,18 @@ def trial_options(sample: Mapping[str, Any]) -> dict[str, Any]:
             options.update(json.loads(value))
         elif isinstance(value, Mapping):
             options.update(value)
-        else:
+        elif strict:
             raise ConfigError(
                 f"unknown trial option {key!r}; valid options: {sorted(TRIAL_FIELDS)}"
             )
     return options
+
+
+def configured_epochs(sample: Mapping[str, Any] | None) -> int:
+    """The epoch budget a sampled configuration gives its trial (Cases decoded, TrialConfig's
+    default when unset): what schema.trial_status compares the last iteration against."""
+    epochs = trial_options(sample or {}, strict=False).get("epochs", _DEFAULT_EPOCHS)
+    return epochs if isinstance(epochs, int) else _DEFAULT_EPOCHS
 
 
 # ---- one scale of a space ---------------------------------------------------------------------

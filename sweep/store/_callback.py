@@ -16,9 +16,11 @@ from typing import Any
 
 from ray.tune import Callback
 
+from sweep._pickling import PicklesAsArguments
 from sweep.resume import record_started, store_trial_id
-from sweep.spaces import column_value, trial_options
+from sweep.spaces import column_value, configured_epochs, trial_options
 from sweep.store._writer import ResultStore
+from trainables import schema
 from trainables.config import TrialConfig
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 _MAX_ERROR_CHARS = 500
 
 
-class StoreCallback(Callback):
+class StoreCallback(PicklesAsArguments, Callback):
     def __init__(
         self,
         store_root: str,
@@ -54,13 +56,6 @@ class StoreCallback(Callback):
             flush_rows=flush_rows,
         )
 
-    def __getstate__(self) -> dict[str, Any]:
-        return dict(self._args)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        args = dict(state)
-        self.__init__(args.pop("store_root"), **args)
-
     # ---- Tune events --------------------------------------------------------------------------
     def setup(self, **info: Any) -> None:
         self.store.open()
@@ -78,18 +73,12 @@ class StoreCallback(Callback):
         self.store.maybe_flush()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        result = trial.last_result or {}
-        epochs = TrialConfig.from_dict(trial_options(trial.config)).epochs
-        if result.get("diverged"):
-            status = "diverged"
-        elif int(result.get("iteration") or 0) >= epochs:
-            status = "completed"
-        else:  # ended early by the scheduler (ASHA) or a stop condition
-            status = "stopped"
+        status = schema.trial_status(trial.last_result, configured_epochs(trial.config))
         self.store.set_trial(self._trial_row(trial, status, ""))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.store.set_trial(self._trial_row(trial, "errored", _error_line(trial)))
+        status = schema.trial_status(trial.last_result, None, errored=True)
+        self.store.set_trial(self._trial_row(trial, status, _error_line(trial)))
 
     def get_state(self) -> None:
         # Tune calls this right after writing its experiment snapshot: flushing here keeps the
@@ -109,11 +98,7 @@ class StoreCallback(Callback):
             "status": status,
             "seed": config["seed"],
             "iterations": int(result.get("iteration") or 0),
-            "clean_acc": result.get("clean_acc"),
-            "robust_acc": result.get("robust_acc"),
-            "neuron_comp": result.get("neuron_comp"),
-            "neuron_comp_l2": result.get("neuron_comp_l2"),
-            "spectral_comp": result.get("spectral_comp"),
+            **{name: result.get(name) for name in schema.TRIAL_METRICS},
             "wall_seconds": result.get("time_total_s"),
             "error": error,
             "node_id": result.get("node_id"),

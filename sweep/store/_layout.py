@@ -30,8 +30,8 @@ TRIALS_EXTRA_COLUMNS: dict[str, str] = {
     "resumed_from": "int64",  # epoch of the checkpoint its last run resumed from (0: none)
 }
 ROW_TABLES: tuple[str, ...] = ("history", "robustness", "layers")  # keyed by (trial_id, iteration)
-TRIALS_FILE = "trials.parquet"
-SCHEMA_FILE = "_schema.json"
+TRIALS_FILE = schema.TRIALS_FILE
+SCHEMA_FILE = schema.SCHEMA_FILE
 
 _ARROW = {"str": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
 

@@ -45,7 +45,12 @@ def write_store(
         frame = tables.get(name)
         if frame is None or frame.height == 0:
             continue
-        frame = frame.select([pl.col(c).cast(_POLARS[t]) for c, t in columns.items()])
+        # A column the synthetic rows do not set is written as nulls (as a trial that did not
+        # measure it would), so a new contract column needs no edit here.
+        frame = frame.select([
+            (pl.col(c) if c in frame.columns else pl.lit(None)).cast(_POLARS[t]).alias(c)
+            for c, t in columns.items()
+        ])
         for i, part in enumerate(np.array_split(np.arange(frame.height), files_per_table)):
             if len(part):
                 frame[part].write_parquet(folder / f"part-{i:03d}.parquet")

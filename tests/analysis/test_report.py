@@ -13,6 +13,7 @@ import pytest
 
 from analysis.report import main, write_report
 from tests.analysis.conftest import synthetic_run, write_store
+from trainables import schema
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PLAIN_FIGURES = {
@@ -79,7 +80,9 @@ def test_report_cli_exits_2_and_writes_nothing(tmp_path, case, capsys):
     if case == "bad_version":
         synthetic_run(run, knobs=("rank",), strengths=(0.5,), seeds=(0,))
         schema_json = run / "store" / "_schema.json"
-        text = schema_json.read_text().replace('"schema_version": 1', '"schema_version": 7')
+        text = schema_json.read_text().replace(
+            f'"schema_version": {schema.SCHEMA_VERSION}', '"schema_version": 7'
+        )
         schema_json.write_text(text)
     assert main([str(run)]) == 2
     err = capsys.readouterr().err

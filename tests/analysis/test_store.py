@@ -136,3 +136,50 @@ def test_the_analysis_imports_neither_torch_nor_ray_nor_sweep():
     done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                           text=True, timeout=60)
     assert done.stdout.strip() == "[]"
+
+
+# The trials table exactly as schema version 1 wrote it (before neuron_comp_l2 joined it): a
+# historical fact, spelled out so this test does not just echo schema.ADDED_IN back.
+_TRIALS_V1 = (
+    "run_id", "trial_id", "space", "status", "seed", "iterations", "clean_acc", "robust_acc",
+    "neuron_comp", "spectral_comp", "wall_seconds", "error",
+)
+
+
+def _old_layout_store(run_dir, tmp_path, name: str, trials_columns, version: int):
+    """A copy of run_dir's store rewritten as `version` with only `trials_columns` in trials."""
+    copy = shutil.copytree(run_dir / "store", tmp_path / name / "store")
+    meta = json.loads((copy / "_schema.json").read_text())
+    trials = meta["tables"]["trials"]
+    kept = {c: t for c, t in trials.items() if c in trials_columns or c not in schema.TRIALS_COLUMNS}
+    meta = meta | {"schema_version": version, "tables": meta["tables"] | {"trials": kept}}
+    (copy / "_schema.json").write_text(json.dumps(meta))
+    for path in (copy / "trials").glob("*.parquet"):
+        pl.read_parquet(path).select(list(kept)).write_parquet(path)
+    return tmp_path / name
+
+
+def test_a_store_written_before_a_column_existed_loads_with_nulls(run_dir, tmp_path):
+    old = _old_layout_store(run_dir, tmp_path, "v1", _TRIALS_V1, version=1)
+    assert "neuron_comp_l2" not in pl.read_parquet_schema(min((old / "store/trials").glob("*")))
+    trials = load(old).trials.collect()
+    today = load(run_dir).trials.collect()
+    assert trials.height == today.height
+    assert trials["neuron_comp_l2"].dtype == pl.Float64
+    assert trials["neuron_comp_l2"].null_count() == trials.height
+    assert trials["neuron_comp"].null_count() < trials.height  # older columns still read
+    # An old run and a new one combine: only the old one's rows are null in the new column.
+    both = load([old, run_dir]).trials.collect()
+    assert both.height == 2 * today.height
+    assert both["neuron_comp_l2"].null_count() == trials.height + today["neuron_comp_l2"].null_count()
+
+
+def test_a_store_lacking_a_column_its_version_had_is_malformed(run_dir, tmp_path):
+    # Version 2 stores have neuron_comp_l2: its absence is damage, not age.
+    bad = _old_layout_store(run_dir, tmp_path, "v2", _TRIALS_V1, version=2)
+    with pytest.raises(MalformedStoreError, match="neuron_comp_l2"):
+        load(bad)
+    older = [c for c in _TRIALS_V1 if c != "spectral_comp"]
+    bad = _old_layout_store(run_dir, tmp_path, "v1bad", older, version=1)
+    with pytest.raises(MalformedStoreError, match="spectral_comp"):
+        load(bad)

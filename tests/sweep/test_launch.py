@@ -354,3 +354,21 @@ def test_ssh_hint_uses_the_port_ray_gave_the_dashboard(capsys):
     _print_dashboard("http://127.0.0.1:8266")  # Ray moved it: 8265 was taken
     out = capsys.readouterr().out
     assert "ssh -L 8266:127.0.0.1:8266" in out and "8265" not in out
+
+
+def test_every_launch_option_is_a_flag_with_help_and_the_same_default():
+    import dataclasses
+
+    from sweep.launch import build_parser, options_from_args
+    from sweep.options import LaunchOptions
+
+    parser = build_parser()
+    by_dest = {a.dest: a for a in parser._actions}
+    for field in dataclasses.fields(LaunchOptions):
+        assert field.name in by_dest, field.name
+        assert by_dest[field.name].help or field.name in ("search", "cpus_per_trial"), field.name
+    # No flags given: exactly the dataclass defaults (storage made absolute the same way).
+    assert options_from_args(parser.parse_args([])) == LaunchOptions()
+    flipped = options_from_args(parser.parse_args(["--no-report", "--set", "epochs=2", "--resume",
+                                                   "--name", "r"]))
+    assert (flipped.report, flipped.trial_options, flipped.resume) == (False, {"epochs": 2}, True)

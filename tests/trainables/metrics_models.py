@@ -1,4 +1,4 @@
-"""Tiny models that follow the model protocol of notes/INTERFACES.md, for the metrics tests
+"""Tiny models that follow the model protocol (trainables/models/__init__.py), for the metrics tests
 (independent of trainables.models, which is written separately)."""
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ from functools import cache
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
+from tests.trainables.compression_training import sgd_with_knob
 from trainables.compression import get_compression
 from trainables.data import load_dataset
 from trainables.models import build_model
@@ -68,19 +68,7 @@ def train(kind: str = "none", strength: float = 0.0, proximal: bool = False, ran
             width=128, depth=1, rank=rank,
         )
         compression = get_compression(kind, strength=strength, proximal=proximal)
-        optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
-        order = torch.Generator().manual_seed(0)
-        for _ in range(EPOCHS):
-            perm = torch.randperm(len(data.x_train), generator=order)
-            for start in range(0, len(perm), BATCH):
-                idx = perm[start:start + BATCH]
-                loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
-                loss = loss + compression.penalty(model)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                compression.after_step(model, LR)
-        return model
+        return sgd_with_knob(model, compression, data, lr=LR, epochs=EPOCHS, batch=BATCH)
     finally:
         torch.set_num_threads(previous)
 

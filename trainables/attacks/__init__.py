@@ -4,7 +4,7 @@ Every attack shares one base (`_base.Attack`) that handles model mode, the eps b
 and seeding; each module holds only its attack's math.
 """
 
-from trainables.attacks._registry import run_attack
+from trainables.attacks._registry import ATTACK_RUNNERS, run_attack
 from trainables.attacks.apgd import apgd
 from trainables.attacks.autoattack import autoattack
 from trainables.attacks.minimal import minimal_eps
@@ -13,6 +13,7 @@ from trainables.attacks.training import adversarial_training_batch
 from trainables.attacks.uap import fooling_rate, universal_perturbation
 
 __all__ = [
+    "ATTACK_RUNNERS",
     "adversarial_training_batch",
     "apgd",
     "autoattack",

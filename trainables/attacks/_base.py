@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainables.errors import ConfigError
-from trainables.schema import NORMS
+from trainables.schema import check_norm  # noqa: F401  (re-exported to the attack modules)
 
 # Inputs may overshoot [0,1] by float error after normalization round trips; more is a user error.
 _BOX_TOLERANCE = 1e-5
@@ -63,11 +63,6 @@ class Attack(ABC):
 
 
 # ---- validation --------------------------------------------------------------------------------
-def check_norm(norm: str) -> None:
-    if norm not in NORMS:
-        raise ConfigError(f"norm must be one of {list(NORMS)}, but got {norm!r}")
-
-
 def check_positive_int(name: str, value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{name} must be an integer >= 1, but got {value!r}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -28,6 +28,16 @@ class Compression:
 
     kind: ClassVar[str] = ""
     supports_proximal: ClassVar[bool] = False
+    # True when the knob acts only through apply_post_hoc (training is that of "none"); its
+    # strength is keep_frac, and the trial evaluates a compressed copy.
+    post_hoc: ClassVar[bool] = False
+    # The knob turned up, as TrialConfig options: a weak and a strong setting, and the
+    # LAYERS_COLUMNS compressibility prefix the strong one raises (tests/trainables/
+    # test_compression_contract.py checks this on a tiny real run for every registered knob).
+    # Empty `raises`: the knob has no strength ("none").
+    raises: ClassVar[str] = ""
+    weak: ClassVar[dict[str, Any]] = {}
+    strong: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, *, strength: float = 0.0, proximal: bool = False, keep_frac: float = 1.0):
         if not (isinstance(strength, (int, float)) and math.isfinite(strength) and strength >= 0):
@@ -36,8 +46,8 @@ class Compression:
             raise ConfigError(f"keep_frac must be in (0, 1], but got {keep_frac!r}")
         if proximal and not self.supports_proximal:
             raise ConfigError(
-                f"proximal=True is only available for l1 and group_lasso, but got "
-                f"compression {self.kind!r}; set proximal=False"
+                f"proximal=True needs a knob with a proximal step (supports_proximal), but "
+                f"compression {self.kind!r} has none; set proximal=False"
             )
         self.strength = float(strength)
         self.proximal = bool(proximal)

@@ -16,6 +16,9 @@ class GroupLasso(Compression):
 
     kind = "group_lasso"
     supports_proximal = True
+    raises = "neuron_comp_l2"
+    weak = {"strength": 0.01}
+    strong = {"strength": 0.2}
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
         if self.proximal or self.strength == 0:

@@ -16,6 +16,9 @@ class L1Penalty(Compression):
 
     kind = "l1"
     supports_proximal = True
+    raises = "neuron_comp_l1"
+    weak = {"strength": 1e-4}
+    strong = {"strength": 3e-3}
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
         if self.proximal or self.strength == 0:

@@ -12,6 +12,9 @@ from trainables.compression._layers import encoder_matrices
 
 class NuclearNorm(Compression):
     kind = "nuclear"
+    raises = "spectral_comp"
+    weak = {"strength": 1e-3}
+    strong = {"strength": 0.03}
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
         if self.strength == 0:

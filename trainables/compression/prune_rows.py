@@ -15,6 +15,10 @@ class PruneRows(Compression):
     rest exactly (ties broken by index)."""
 
     kind = "prune_rows"
+    post_hoc = True
+    raises = "neuron_comp_l2"
+    weak = {"keep_frac": 0.5}
+    strong = {"keep_frac": 0.1}
 
     @torch.no_grad()
     def apply_post_hoc(self, model: nn.Module) -> None:

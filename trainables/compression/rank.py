@@ -6,3 +6,6 @@ from trainables.compression._base import Compression
 
 class ExplicitRank(Compression):
     kind = "rank"
+    raises = "spectral_comp"
+    weak = {"rank": 32}
+    strong = {"rank": 4}

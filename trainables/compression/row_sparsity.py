@@ -15,6 +15,9 @@ _EPS = 1e-12
 
 class RowSparsity(Compression):
     kind = "row_sparsity"
+    raises = "neuron_comp_l2"
+    weak = {"strength": 0.01}
+    strong = {"strength": 1.0}
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
         if self.strength == 0:

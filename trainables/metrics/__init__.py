@@ -1,5 +1,5 @@
 """Compressibility, operator norms, Lipschitz bounds, certificates and loss-gap estimates
-(THEORY.md). Everything reads the model protocol in notes/INTERFACES.md."""
+(THEORY.md). Everything reads the model protocol stated in trainables/models/__init__.py."""
 
 from trainables.metrics._alignment import perturbation_alignment
 from trainables.metrics._certify import (

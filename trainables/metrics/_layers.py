@@ -12,7 +12,7 @@ from torch import nn
 from trainables.metrics._compressibility import comp_at_kappas
 from trainables.metrics._operator_norms import max_row_l1
 from trainables.metrics._weights import kernel_area, weight_matrix
-from trainables.schema import HEADLINE_KAPPA, comp_columns, kappa_tag
+from trainables.schema import HEADLINE_KAPPA, HEADLINE_PREFIXES, comp_columns, kappa_tag
 
 
 def spectral_entropy(singular_values: torch.Tensor) -> float:
@@ -78,8 +78,4 @@ def network_summary(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     def mean(column: str) -> float:
         return sum(row[column] for row in rows) / len(rows) if rows else math.nan
 
-    return {
-        "neuron_comp": mean(f"neuron_comp_l1_{tag}"),
-        "neuron_comp_l2": mean(f"neuron_comp_l2_{tag}"),
-        "spectral_comp": mean(f"spectral_comp_{tag}"),
-    }
+    return {name: mean(f"{prefix}_{tag}") for name, prefix in HEADLINE_PREFIXES.items()}

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-from trainables.errors import ConfigError
-from trainables.schema import NORMS
+from trainables.schema import check_norm as _check_norm
 
 CHUNK = 256  # samples per forward pass: bounds memory for conv nets
 
 
-def check_norm(p: str) -> None:
-    if p not in NORMS:
-        raise ConfigError(f"p must be one of {list(NORMS)}, but got {p!r}")
+# The one definition lives with NORMS in trainables/schema.py; here the argument is called p.
+check_norm = functools.partial(_check_norm, name="p")
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""Models of the project, all following one protocol (binding; see notes/INTERFACES.md).
+"""Models of the project, all following one protocol (binding; stated below).
 
 Model protocol
 --------------

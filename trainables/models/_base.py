@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -9,10 +10,10 @@ from torch import nn
 
 from trainables.models._lowrank import LOW_RANK_LAYERS
 from trainables.models._normalize import Normalize
+from trainables.schema import check_norm as _check_norm
 
 OpNorm = Callable[[nn.Module, str], float]
 WEIGHT_LAYERS = (nn.Linear, nn.Conv2d, *LOW_RANK_LAYERS)
-NORMS = ("linf", "l2")
 
 
 class EncoderClassifier(nn.Module):
@@ -48,6 +49,5 @@ def _is_head(name: str) -> bool:
     return name == "head" or name.startswith("head.")
 
 
-def check_norm(p: str) -> None:
-    if p not in NORMS:
-        raise ValueError(f"p must be one of {list(NORMS)}, but got {p!r}")
+# The one definition lives with NORMS in trainables/schema.py; here the argument is called p.
+check_norm = functools.partial(_check_norm, name="p")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from trainables.errors import ConfigError
+
 
 class Normalize(nn.Module):
     """(x - mean) / std with buffers shaped (C, 1, 1) for images or (1,) for vector data."""
@@ -15,7 +17,10 @@ class Normalize(nn.Module):
         mean = torch.as_tensor(mean, dtype=torch.float32).reshape(shape).clone()
         std = torch.as_tensor(std, dtype=torch.float32).reshape(shape).clone()
         if not bool((std > 0).all()):
-            raise ValueError(f"std must be > 0 everywhere, but got {std.flatten().tolist()}")
+            raise ConfigError(
+                f"std must be > 0 everywhere, but got {std.flatten().tolist()}; "
+                "drop constant inputs or pass a positive std"
+            )
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainables.errors import ConfigError
 from trainables.models._base import EncoderClassifier, OpNorm, check_norm
 from trainables.models._lowrank import conv_layer
 from trainables.models._normalize import Normalize
@@ -30,7 +31,9 @@ class CNN(EncoderClassifier):
     ):
         super().__init__(input_shape, num_classes)
         if len(self.input_shape) != 3:
-            raise ValueError(f"cnn needs image input (C, H, W), but got {self.input_shape}")
+            raise ConfigError(
+                f"cnn needs image input (C, H, W), but got {self.input_shape}; use model 'fcn'"
+            )
         self.normalize = Normalize(mean, std, self.input_shape)
         channels = [self.input_shape[0], max(1, width // 4), max(1, width // 2), width]
         self.convs = nn.ModuleList(
