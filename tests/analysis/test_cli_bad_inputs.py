@@ -54,8 +54,9 @@ def runs(tmp_path_factory) -> Path:
     (root / "figures_is_file" / "report").mkdir()
     (root / "figures_is_file" / "report" / "figures").write_text("not a directory")
     schema_json = root / "bad_version" / "store" / "_schema.json"
-    schema_json.write_text(schema_json.read_text().replace('"schema_version": 1',
-                                                           '"schema_version": 7'))
+    layout = json.loads(schema_json.read_text())
+    layout["schema_version"] += 1000  # newer than any reader: it cannot know the columns
+    schema_json.write_text(json.dumps(layout))
     (root / "bad_schema" / "store" / "_schema.json").write_text("{not json")
     part = next((root / "garbage_parquet" / "store" / "trials").glob("*.parquet"))
     part.write_bytes(os.urandom(300))
