@@ -25,6 +25,7 @@ COMPRESSIONS = (
     "rank",
     "prune_rows",
     "svd_truncate",
+    "spectral_ratio",
 )
 ATTACKS = ("pgd", "apgd-ce", "apgd-dlr", "autoattack")
 OPTIMIZERS = ("sgd", "adam")
@@ -46,10 +47,14 @@ class TrialConfig:
     rank: int | None = None  # explicit rank of every hidden layer (FCN) / conv (CNN, ResNet)
     # compression
     compression: str = "none"
-    strength: float = 0.0  # regularizer weight (l1, group_lasso, row_sparsity, nuclear)
+    strength: float = 0.0  # regularizer weight (l1, group_lasso, row_sparsity, nuclear, spectral_ratio)
     proximal: bool = False  # group_lasso / l1: proximal step after each update (exact zeros)
     keep_frac: float = 1.0  # prune_rows / svd_truncate: fraction of rows / singular values kept
     weight_scale: float = 1.0  # multiply encoder weights after training (UAP control)
+    # fixed scale: after every optimizer step each encoder layer is rescaled to its Frobenius norm
+    # at initialization, or to target_fro when set (the control that holds weight scale fixed)
+    fixed_fro: bool = False
+    target_fro: float | None = None
     # evaluation
     norms: tuple[str, ...] = ("linf",)
     eps_linf: tuple[float, ...] = (0.01, 0.02, 0.04)
@@ -132,6 +137,11 @@ class TrialConfig:
                 raise ConfigError(f"{name} must be >= 0, but got {getattr(self, name)}")
         if not (self.lr > 0):
             raise ConfigError(f"lr must be > 0, but got {self.lr}")
+        if self.target_fro is not None and not (self.target_fro > 0 and self.fixed_fro):
+            raise ConfigError(
+                f"target_fro must be > 0 and needs fixed_fro=True, but got target_fro="
+                f"{self.target_fro} with fixed_fro={self.fixed_fro}"
+            )
         if not (self.weight_scale > 0):
             raise ConfigError(f"weight_scale must be > 0, but got {self.weight_scale}")
         for name in ("keep_frac", "at_frac"):

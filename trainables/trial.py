@@ -34,7 +34,7 @@ from trainables.attacks import (
     run_attack,
     universal_perturbation,
 )
-from trainables.compression import get_compression, scale_encoder
+from trainables.compression import fro_targets, get_compression, project_fro_, scale_encoder
 from trainables.config import TrialConfig
 from trainables.data import load_dataset
 from trainables.errors import CheckpointError
@@ -81,6 +81,10 @@ class Trial:
         self.compression = get_compression(
             cfg.compression, strength=cfg.strength, proximal=cfg.proximal, keep_frac=cfg.keep_frac
         )
+        # Fixed scale: the per-layer Frobenius targets, read once from the freshly built model.
+        self.fro_targets = fro_targets(self.model, cfg.target_fro) if cfg.fixed_fro else None
+        if self.fro_targets is not None:
+            project_fro_(self.model, self.fro_targets)
         transfer = cfg.pretrain_classes is not None and cfg.pretrain_epochs > 0
         # Fine-tuning a frozen encoder trains (and compresses) nothing but the head.
         self.frozen = transfer and cfg.freeze_encoder
@@ -324,6 +328,8 @@ def _run_epoch(trial: Trial, forward, optimizer, x_all, y_all, *, compress: bool
         optimizer.step()
         if compress:
             trial.compression.after_step(model, optimizer.param_groups[0]["lr"])
+            if trial.fro_targets is not None:
+                project_fro_(model, trial.fro_targets)
         total_loss += loss.item() * len(y)
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(y)
