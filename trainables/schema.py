@@ -63,6 +63,15 @@ RESULT_SCALARS: dict[str, str] = {
     "lip_linf": "float64",  # Lhat_inf (includes the input normalization)
     "lip_l2": "float64",  # Lhat_2
     "diverged": "bool",  # non-finite training loss this epoch: the trial stops with status diverged
+    # Scale-free network means (encoder layers) of SCALE_FREE_STATS (THEORY.md "Scale, homogeneity
+    # and what is scale-free"): continuous, they never saturate the way comp at a fixed kappa does.
+    "stable_rank": "float64",
+    "spectral_l1l2": "float64",
+    "neuron_l1l2_l1": "float64",
+    "neuron_l1l2_l2": "float64",
+    "spec_fro": "float64",
+    "inf_fro": "float64",
+    "spectral_spread": "float64",  # sigma_1 / sigma_k at HEADLINE_KAPPA
 }
 # Plus two list-valued keys: "robustness" (list of ROBUSTNESS rows without trial_id/iteration) and
 # "layers" (list of LAYERS rows without trial_id/iteration).
@@ -127,6 +136,33 @@ LAYERS_COLUMNS: dict[str, str] = {
     "effective_rank": "float64",  # exp(H)
     "stable_rank": "float64",
     "zero_row_frac": "float64",
+    # Scale-free statistics (THEORY.md "Scale, homogeneity and what is scale-free"):
+    "spectral_l1l2": "float64",  # ||sigma||_1 / ||sigma||_2, in [1, sqrt(rank)]; 0 for a zero layer
+    "neuron_l1l2_l1": "float64",  # ||r1||_1 / ||r1||_2, r1 = row L1 norms (the L-inf flavour)
+    "neuron_l1l2_l2": "float64",  # ||r2||_1 / ||r2||_2, r2 = row L2 norms
+    "spec_fro": "float64",  # sigma_1 / ||W||_F >= spectral_comp_k / sqrt(k)
+    "inf_fro": "float64",  # ||W||_inf / ||W||_F >= neuron_comp_l1_k / sqrt(k)
+    # sigma_1 / sigma_k, the spread of the kept spectrum (inf when sigma_k is numerically zero)
+    **{c: "float64" for c in comp_columns("spectral_spread")},
+}
+
+# Trial-level scale-free statistics: network key -> the layers column it is the mean of.
+SCALE_FREE_STATS: dict[str, str] = {
+    "stable_rank": "stable_rank",
+    "spectral_l1l2": "spectral_l1l2",
+    "neuron_l1l2_l1": "neuron_l1l2_l1",
+    "neuron_l1l2_l2": "neuron_l1l2_l2",
+    "spec_fro": "spec_fro",
+    "inf_fro": "inf_fro",
+    "spectral_spread": f"spectral_spread_{kappa_tag(HEADLINE_KAPPA)}",
+}
+# The headline scale-free measure of a space, by the compressibility it targets (its objective):
+# each one is lower for a more compressible network and separates every knob level (comp at
+# HEADLINE_KAPPA is 1.000 for every rank <= 26 of a 256-wide layer).
+HEADLINE_STAT: dict[str, str] = {
+    "spectral_comp": "spectral_l1l2",
+    "neuron_comp": "neuron_l1l2_l1",
+    "neuron_comp_l2": "neuron_l1l2_l2",
 }
 
 TABLES: dict[str, dict[str, str]] = {

@@ -50,6 +50,7 @@ from trainables.metrics import (
     sensitivity_estimates,
 )
 from trainables.models import build_model
+from trainables.schema import SCALE_FREE_STATS
 
 CHECKPOINT_FILE = "trial.pt"
 CHECKPOINT_FORMAT = 1
@@ -203,8 +204,7 @@ class Trial:
         cfg = self.config
         if diverged:
             nan = float("nan")
-            return {"clean_acc": nan, "clean_loss": nan, "robust_acc": nan, "neuron_comp": nan,
-                    "neuron_comp_l2": nan, "spectral_comp": nan, "lip_linf": nan, "lip_l2": nan,
+            return {"clean_acc": nan, "clean_loss": nan, **_nan_headlines(),
                     "robustness": [], "layers": []}
         model = self._compressed_copy()
         model.eval()
@@ -366,7 +366,8 @@ def _median(values: torch.Tensor) -> float:
 
 
 def _nan_headlines() -> dict[str, float]:
-    keys = ("robust_acc", "neuron_comp", "neuron_comp_l2", "spectral_comp", "lip_linf", "lip_l2")
+    keys = ("robust_acc", "neuron_comp", "neuron_comp_l2", "spectral_comp", "lip_linf", "lip_l2",
+            *SCALE_FREE_STATS)
     return dict.fromkeys(keys, float("nan"))
 
 
