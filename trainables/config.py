@@ -28,7 +28,7 @@ COMPRESSIONS = (
     "spectral_ratio",
 )
 ATTACKS = ("pgd", "apgd-ce", "apgd-dlr", "autoattack")
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class TrialConfig:
     width: int = 256
     depth: int = 1  # hidden layers (FCN) — the encoder has `depth` layers, then the head
     rank: int | None = None  # explicit rank of every hidden layer (FCN) / conv (CNN, ResNet)
+    head_bias: bool = True  # False: a bias-free head (the paper's code); the network is then
+    # positively homogeneous in each encoder layer's scale
     # compression
     compression: str = "none"
     strength: float = 0.0  # regularizer weight (l1, group_lasso, row_sparsity, nuclear, spectral_ratio)
@@ -78,9 +80,15 @@ class TrialConfig:
     epochs: int = 5
     batch_size: int = 128
     lr: float = 0.01  # SGD at 0.05 diverges for rank <= 8 factorized FCNs on Fashion-MNIST
-    optimizer: str = "sgd"
+    optimizer: str = "sgd"  # "adamw": decoupled weight decay (the paper's code); "adam": coupled
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    # validation split and model selection (the paper's code): val_frac of the training split is
+    # held out; select_best evaluates the weights of the epoch with the lowest validation loss;
+    # patience stops training after that many epochs without a lower validation loss
+    val_frac: float = 0.0
+    select_best: bool = False
+    patience: int | None = None
     seed: int = 0
     device: str = "cpu"  # "cpu", "cuda", or "auto" (cuda when available)
     threads: int | None = None  # torch intra-op threads; None leaves torch's default
@@ -144,6 +152,14 @@ class TrialConfig:
             )
         if not (self.weight_scale > 0):
             raise ConfigError(f"weight_scale must be > 0, but got {self.weight_scale}")
+        if not (0 <= self.val_frac < 1):
+            raise ConfigError(f"val_frac must be in [0, 1), but got {self.val_frac}")
+        if (self.select_best or self.patience is not None) and self.val_frac == 0:
+            raise ConfigError(
+                "select_best and patience need a validation split; set val_frac > 0 (e.g. 0.1)"
+            )
+        if self.patience is not None:
+            _at_least("patience", self.patience, 1)
         for name in ("keep_frac", "at_frac"):
             v = getattr(self, name)
             if not (0 < v <= 1):

@@ -72,6 +72,8 @@ RESULT_SCALARS: dict[str, str] = {
     "spec_fro": "float64",
     "inf_fro": "float64",
     "spectral_spread": "float64",  # sigma_1 / sigma_k at HEADLINE_KAPPA
+    "val_loss": "float64",  # mean CE on the validation split (NaN without one, config val_frac)
+    "selected_epoch": "int64",  # the epoch whose weights this result evaluated (select_best)
 }
 # Plus two list-valued keys: "robustness" (list of ROBUSTNESS rows without trial_id/iteration) and
 # "layers" (list of LAYERS rows without trial_id/iteration).

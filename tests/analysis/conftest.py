@@ -99,6 +99,7 @@ def synthetic_run(
                             "neuron_comp": comp * 0.9, "neuron_comp_l2": comp,
                             "spectral_comp": comp, "lip_linf": 10.0, "lip_l2": 5.0,
                             "diverged": False, **_scale_free(comp),
+                            "val_loss": float("nan"), "selected_epoch": it,
                         })
                         robustness += _robustness_rows(tid, it, comp, clean, eps, scale, uap, rng)
                         layers += _layer_rows(tid, it, comp)
