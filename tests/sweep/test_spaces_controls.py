@@ -70,3 +70,12 @@ def test_mechanism_space_crosses_every_knob_with_fixed_scale(name):
         assert kinds == {"none", "rank", "nuclear", "spectral_ratio", "group_lasso",
                          "row_sparsity"}
         assert {"fixed_fro", "compression", "strength", "rank"} <= set(plan.hyperparameters())
+
+
+def test_the_paper_protocol_is_a_valid_override_of_every_cpu_space():
+    from sweep.spaces._scales import PAPER_PROTOCOL
+
+    for name in ("spectral_linf", "neuron_linf", "mechanism_linf", "at_spectral_linf"):
+        plan = get_space(name).resolve("cpu", PAPER_PROTOCOL)
+        configs = list(plan.corner_configs())
+        assert all(c.optimizer == "adamw" and c.select_best and not c.head_bias for c in configs)
