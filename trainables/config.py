@@ -49,7 +49,8 @@ class TrialConfig:
     # positively homogeneous in each encoder layer's scale
     # compression
     compression: str = "none"
-    strength: float = 0.0  # regularizer weight (l1, group_lasso, row_sparsity, nuclear, spectral_ratio)
+    # regularizer weight (l1, group_lasso, row_sparsity, nuclear, spectral_ratio)
+    strength: float = 0.0
     proximal: bool = False  # group_lasso / l1: proximal step after each update (exact zeros)
     keep_frac: float = 1.0  # prune_rows / svd_truncate: fraction of rows / singular values kept
     weight_scale: float = 1.0  # multiply encoder weights after training (UAP control)

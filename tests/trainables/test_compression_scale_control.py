@@ -49,8 +49,8 @@ def test_spectral_ratio_is_bounded_by_one_and_sqrt_rank_per_layer():
 def test_projection_sets_each_layer_to_its_target_and_keeps_direction(name, rank):
     model = make(name, rank)
     before = matrices(model)
-    balance = [float(layer.u.detach().norm() / layer.v.detach().norm()) for _, layer in model.encoder_layers()
-               if hasattr(layer, "u")]
+    balance = [float(layer.u.detach().norm() / layer.v.detach().norm())
+               for _, layer in model.encoder_layers() if hasattr(layer, "u")]
     head = model.head.weight.detach().clone()
     targets = [0.5 + i for i in range(len(before))]
     project_fro_(model, targets)

@@ -1,7 +1,9 @@
-"""Scale-invariant spectral sparsity: strength * sum over encoder layers of ||sigma||_1 / ||sigma||_2,
-sigma the singular values of each layer's (effective) matrix. The spectral twin of row_sparsity:
-unlike the nuclear norm it cannot be lowered by shrinking all weights, so it changes the shape of
-the spectrum at whatever weight scale training settles on (THEORY.md "Scale, homogeneity")."""
+"""Scale-invariant spectral sparsity: strength * sum over encoder layers of
+||sigma||_1 / ||sigma||_2, sigma the singular values of each layer's (effective) matrix.
+
+The spectral twin of row_sparsity: unlike the nuclear norm it cannot be lowered by shrinking all
+weights, so it changes the shape of the spectrum at whatever weight scale training settles on
+(THEORY.md "Scale, homogeneity and what is scale-free")."""
 
 from __future__ import annotations
 
