@@ -84,7 +84,8 @@ def trial_state(
     """One of TRIAL_STATES for a Ray Tune trial status, its last result and its config.
 
     A TERMINATED trial is "diverged" when its last result says so, "stopped" when it ended before
-    the configured number of epochs (a scheduler or stopper ended it), else "completed".
+    the configured number of epochs (a scheduler or stopper ended it, not the trial's own early
+    stopping: early_stopped in its last result), else "completed".
     """
     if status != "TERMINATED":
         return _RAY_STATUS.get(status, "pending")
@@ -93,7 +94,8 @@ def trial_state(
         return "diverged"
     epochs = (config or {}).get("epochs")
     done = last_result.get("iteration", last_result.get("training_iteration"))
-    if isinstance(epochs, int) and isinstance(done, int) and done < epochs:
+    if (isinstance(epochs, int) and isinstance(done, int) and done < epochs
+            and not last_result.get("early_stopped")):
         return "stopped"
     return "completed"
 

@@ -11,7 +11,9 @@ Contract used by sweep/ (the Ray trainable is a thin wrapper):
 `result` holds trainables.schema.RESULT_SCALARS plus "robustness" and "layers" (lists of row
 dicts, empty on epochs that are not evaluated; the headline scalars then carry the last evaluated
 values). A trial whose training loss goes non-finite yields one result with diverged=True and
-stops. Same config and seed give the same results on CPU.
+stops. A trial with `patience` whose validation loss stopped improving yields its last result with
+early_stopped=True and stops: it is complete, with fewer than `epochs` iterations. Same config
+and seed give the same results on CPU.
 """
 
 from __future__ import annotations
@@ -190,7 +192,7 @@ class Trial:
             result.update(
                 iteration=self.epoch, time=self.elapsed, epoch_seconds=epoch_seconds,
                 train_loss=train_loss, train_acc=train_acc, diverged=diverged,
-                val_loss=val_loss, selected_epoch=selected,
+                val_loss=val_loss, selected_epoch=selected, early_stopped=patience_out,
             )
             # Set before the yield: the checkpoint written after it must not train on.
             self.stopped = patience_out

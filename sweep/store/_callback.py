@@ -75,7 +75,7 @@ class StoreCallback(Callback):
         epochs = TrialConfig.from_dict(trial_options(trial.config)).epochs
         if result.get("diverged"):
             status = "diverged"
-        elif int(result.get("iteration") or 0) >= epochs:
+        elif int(result.get("iteration") or 0) >= epochs or result.get("early_stopped"):
             status = "completed"
         else:  # ended early by the scheduler (ASHA) or a stop condition
             status = "stopped"

@@ -67,6 +67,7 @@ def test_patience_stops_early_and_a_resumed_stopped_trial_trains_no_more(tmp_pat
     losses = [r["val_loss"] for r in results]
     best = min(range(len(losses)), key=losses.__getitem__)
     assert len(results) == best + 1 + 2 < NOISY["epochs"]
+    assert results[-1]["early_stopped"] and not any(r["early_stopped"] for r in results[:-1])
     trial.save(tmp_path)
     again = Trial({**NOISY, "patience": 2, "select_best": True})
     again.load(tmp_path)
