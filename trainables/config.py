@@ -17,7 +17,7 @@ from typing import Any
 from trainables.errors import ConfigError
 from trainables.schema import NORMS
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 # Variant names are owned by the registries (one module plus one registry line adds a variant).
 # The registries import torch and this module must not: sweep.spaces, the launcher and the
@@ -58,12 +58,19 @@ class TrialConfig:
     width: int = 256
     depth: int = 1  # hidden layers (FCN) — the encoder has `depth` layers, then the head
     rank: int | None = None  # explicit rank of every hidden layer (FCN) / conv (CNN, ResNet)
+    head_bias: bool = True  # False: a bias-free head (the paper's code); the network is then
+    # positively homogeneous in each encoder layer's scale
     # compression
     compression: str = "none"
-    strength: float = 0.0  # regularizer weight (l1, group_lasso, row_sparsity, nuclear)
+    # regularizer weight (l1, group_lasso, row_sparsity, nuclear, spectral_ratio)
+    strength: float = 0.0
     proximal: bool = False  # group_lasso / l1: proximal step after each update (exact zeros)
     keep_frac: float = 1.0  # prune_rows / svd_truncate: fraction of rows / singular values kept
     weight_scale: float = 1.0  # multiply encoder weights after training (UAP control)
+    # fixed scale: after every optimizer step each encoder layer is rescaled to its Frobenius norm
+    # at initialization, or to target_fro when set (the control that holds weight scale fixed)
+    fixed_fro: bool = False
+    target_fro: float | None = None
     # evaluation
     norms: tuple[str, ...] = ("linf",)
     eps_linf: tuple[float, ...] = (0.01, 0.02, 0.04)
@@ -87,9 +94,15 @@ class TrialConfig:
     epochs: int = 5
     batch_size: int = 128
     lr: float = 0.01  # SGD at 0.05 diverges for rank <= 8 factorized FCNs on Fashion-MNIST
-    optimizer: str = "sgd"
+    optimizer: str = "sgd"  # "adamw": decoupled weight decay (the paper's code); "adam": coupled
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    # validation split and model selection (the paper's code): val_frac of the training split is
+    # held out; select_best evaluates the weights of the epoch with the lowest validation loss;
+    # patience stops training after that many epochs without a lower validation loss
+    val_frac: float = 0.0
+    select_best: bool = False
+    patience: int | None = None
     seed: int = 0
     device: str = "cpu"  # "cpu", "cuda", or "auto" (cuda when available)
     threads: int | None = None  # torch intra-op threads; None leaves torch's default
@@ -147,8 +160,21 @@ class TrialConfig:
                 raise ConfigError(f"{name} must be >= 0, but got {getattr(self, name)}")
         if not (self.lr > 0):
             raise ConfigError(f"lr must be > 0, but got {self.lr}")
+        if self.target_fro is not None and not (self.target_fro > 0 and self.fixed_fro):
+            raise ConfigError(
+                f"target_fro must be > 0 and needs fixed_fro=True, but got target_fro="
+                f"{self.target_fro} with fixed_fro={self.fixed_fro}"
+            )
         if not (self.weight_scale > 0):
             raise ConfigError(f"weight_scale must be > 0, but got {self.weight_scale}")
+        if not (0 <= self.val_frac < 1):
+            raise ConfigError(f"val_frac must be in [0, 1), but got {self.val_frac}")
+        if (self.select_best or self.patience is not None) and self.val_frac == 0:
+            raise ConfigError(
+                "select_best and patience need a validation split; set val_frac > 0 (e.g. 0.1)"
+            )
+        if self.patience is not None:
+            _at_least("patience", self.patience, 1)
         for name in ("keep_frac", "at_frac"):
             v = getattr(self, name)
             if not (0 < v <= 1):

@@ -33,8 +33,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-# 1: first layout. 2: trials.neuron_comp_l2 (see ADDED_IN).
-SCHEMA_VERSION = 2
+# 1: first layout. 2: trials.neuron_comp_l2. 3: scale-free statistics (history, layers), the
+# validation columns (see ADDED_IN).
+SCHEMA_VERSION = 3
 
 # Kept fractions at which compressibility is reported (THEORY.md), and the one used for headlines.
 KAPPAS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25)
@@ -82,7 +83,9 @@ def trial_status(
         return DIVERGED
     # A trial that ended before reporting any epoch did not complete either.
     done = last_result.get("iteration", last_result.get("training_iteration")) or 0
-    if isinstance(epochs, int) and isinstance(done, int) and done < epochs:
+    # A trial that stopped itself (patience: early_stopped) is complete with fewer epochs.
+    if (isinstance(epochs, int) and isinstance(done, int) and done < epochs
+            and not last_result.get("early_stopped")):
         return STOPPED
     return COMPLETED
 
@@ -118,6 +121,17 @@ RESULT_SCALARS: dict[str, str] = {
     "lip_linf": "float64",  # Lhat_inf (includes the input normalization)
     "lip_l2": "float64",  # Lhat_2
     "diverged": "bool",  # non-finite training loss this epoch: the trial stops with status diverged
+    # Scale-free network means (encoder layers) of SCALE_FREE_STATS (THEORY.md "Scale, homogeneity
+    # and what is scale-free"): continuous, they never saturate the way comp at a fixed kappa does.
+    "stable_rank": "float64",
+    "spectral_l1l2": "float64",
+    "neuron_l1l2_l1": "float64",
+    "neuron_l1l2_l2": "float64",
+    "spec_fro": "float64",
+    "inf_fro": "float64",
+    "spectral_spread": "float64",  # sigma_1 / sigma_k at HEADLINE_KAPPA
+    "val_loss": "float64",  # mean CE on the validation split (NaN without one, config val_frac)
+    "selected_epoch": "int64",  # the epoch whose weights this result evaluated (select_best)
 }
 # Headline compressibility scalars -> the LAYERS_COLUMNS prefix each is the network mean of (encoder
 # layers, at HEADLINE_KAPPA).
@@ -127,8 +141,14 @@ HEADLINE_PREFIXES: dict[str, str] = {
     "spectral_comp": "spectral_comp",
 }
 HEADLINES: tuple[str, ...] = tuple(HEADLINE_PREFIXES)
+SCALE_FREE_KEYS: tuple[str, ...] = (
+    "stable_rank", "spectral_l1l2", "neuron_l1l2_l1", "neuron_l1l2_l2", "spec_fro", "inf_fro",
+    "spectral_spread",
+)  # the network means of SCALE_FREE_STATS (below), in RESULT_SCALARS
 # Per-epoch scalars the trial reports as NaN when it did not evaluate (diverged, or nothing yet).
-EVALUATED_SCALARS: tuple[str, ...] = ("robust_acc", *HEADLINES, "lip_linf", "lip_l2")
+EVALUATED_SCALARS: tuple[str, ...] = (
+    "robust_acc", *HEADLINES, "lip_linf", "lip_l2", *SCALE_FREE_KEYS
+)
 # Final values copied into the trials table, exported per trial to Prometheus, printed per trial.
 TRIAL_METRICS: tuple[str, ...] = ("clean_acc", "robust_acc", *HEADLINES)
 # Plus two list-valued keys: "robustness" (list of ROBUSTNESS rows without trial_id/iteration) and
@@ -190,6 +210,33 @@ LAYERS_COLUMNS: dict[str, str] = {
     "effective_rank": "float64",  # exp(H)
     "stable_rank": "float64",
     "zero_row_frac": "float64",
+    # Scale-free statistics (THEORY.md "Scale, homogeneity and what is scale-free"):
+    "spectral_l1l2": "float64",  # ||sigma||_1 / ||sigma||_2, in [1, sqrt(rank)]; 0 for a zero layer
+    "neuron_l1l2_l1": "float64",  # ||r1||_1 / ||r1||_2, r1 = row L1 norms (the L-inf flavour)
+    "neuron_l1l2_l2": "float64",  # ||r2||_1 / ||r2||_2, r2 = row L2 norms
+    "spec_fro": "float64",  # sigma_1 / ||W||_F >= spectral_comp_k / sqrt(k)
+    "inf_fro": "float64",  # ||W||_inf / ||W||_F >= neuron_comp_l1_k / sqrt(k)
+    # sigma_1 / sigma_k, the spread of the kept spectrum (inf when sigma_k is numerically zero)
+    **{c: "float64" for c in comp_columns("spectral_spread")},
+}
+
+# Trial-level scale-free statistics: network key -> the layers column it is the mean of.
+SCALE_FREE_STATS: dict[str, str] = {  # keys: SCALE_FREE_KEYS
+    "stable_rank": "stable_rank",
+    "spectral_l1l2": "spectral_l1l2",
+    "neuron_l1l2_l1": "neuron_l1l2_l1",
+    "neuron_l1l2_l2": "neuron_l1l2_l2",
+    "spec_fro": "spec_fro",
+    "inf_fro": "inf_fro",
+    "spectral_spread": f"spectral_spread_{kappa_tag(HEADLINE_KAPPA)}",
+}
+# The headline scale-free measure of a space, by the compressibility it targets (its objective):
+# each one is lower for a more compressible network and separates every knob level (comp at
+# HEADLINE_KAPPA is 1.000 for every rank <= 26 of a 256-wide layer).
+HEADLINE_STAT: dict[str, str] = {
+    "spectral_comp": "spectral_l1l2",
+    "neuron_comp": "neuron_l1l2_l1",
+    "neuron_comp_l2": "neuron_l1l2_l2",
 }
 
 TABLES: dict[str, dict[str, str]] = {
@@ -202,6 +249,11 @@ TABLES: dict[str, dict[str, str]] = {
 # (table, column) -> the SCHEMA_VERSION that added it; every other contract column is in version 1.
 ADDED_IN: dict[tuple[str, str], int] = {
     ("trials", "neuron_comp_l2"): 2,
+    **{("history", key): 3 for key in (*SCALE_FREE_KEYS, "val_loss", "selected_epoch")},
+    **{("layers", column): 3 for column in (
+        "spectral_l1l2", "neuron_l1l2_l1", "neuron_l1l2_l2", "spec_fro", "inf_fro",
+        *comp_columns("spectral_spread"),
+    )},
 }
 
 

@@ -11,7 +11,9 @@ Contract used by sweep/ (the Ray trainable is a thin wrapper):
 `result` holds trainables.schema.RESULT_SCALARS plus "robustness" and "layers" (lists of row
 dicts, empty on epochs that are not evaluated; the headline scalars then carry the last evaluated
 values). A trial whose training loss goes non-finite yields one result with diverged=True and
-stops. Same config and seed give the same results on CPU.
+stops. A trial with `patience` whose validation loss stopped improving yields its last result with
+early_stopped=True and stops: it is complete, with fewer than `epochs` iterations. Same config
+and seed give the same results on CPU.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from trainables.attacks import (
     universal_perturbation,
 )
 from trainables import schema
-from trainables.compression import get_compression, scale_encoder
+from trainables.compression import fro_targets, get_compression, project_fro_, scale_encoder
 from trainables.config import TrialConfig
 from trainables.data import load_dataset
 from trainables.errors import CheckpointError, SweepError
@@ -75,14 +77,21 @@ class Trial:
             cfg.dataset, data_dir=cfg.data_dir, n_train=cfg.n_train, n_test=cfg.n_test,
             classes=cfg.classes, seed=cfg.seed,
         )
+        self.x_train, self.y_train, self.x_val, self.y_val = _validation_split(
+            self.data.x_train, self.data.y_train, cfg.val_frac, cfg.seed
+        )
         self.model = build_model(
             cfg.model, input_shape=self.data.input_shape, num_classes=self.data.num_classes,
             mean=self.data.mean, std=self.data.std, width=cfg.width, depth=cfg.depth,
-            rank=cfg.rank,
+            rank=cfg.rank, head_bias=cfg.head_bias,
         ).to(self.device)
         self.compression = get_compression(
             cfg.compression, strength=cfg.strength, proximal=cfg.proximal, keep_frac=cfg.keep_frac
         )
+        # Fixed scale: the per-layer Frobenius targets, read once from the freshly built model.
+        self.fro_targets = fro_targets(self.model, cfg.target_fro) if cfg.fixed_fro else None
+        if self.fro_targets is not None:
+            project_fro_(self.model, self.fro_targets)
         transfer = cfg.pretrain_classes is not None and cfg.pretrain_epochs > 0
         # Fine-tuning a frozen encoder trains (and compresses) nothing but the head.
         self.frozen = transfer and cfg.freeze_encoder
@@ -93,6 +102,10 @@ class Trial:
         self.elapsed = 0.0  # seconds spent in epochs() so far, across resumes
         self.pretrained = not transfer
         self._last: dict[str, float] = {}
+        # Model selection: {"epoch", "loss", "model" (state dict, only with select_best)} of the
+        # epoch with the lowest validation loss so far; `stopped` once patience ran out.
+        self.best: dict[str, Any] | None = None
+        self.stopped = False
 
     # ---- checkpointing: a plain dict of exactly what resume needs --------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -106,6 +119,8 @@ class Trial:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
+            "best": self.best,
+            "stopped": self.stopped,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -129,6 +144,8 @@ class Trial:
         self.elapsed = float(state["elapsed"])
         self.pretrained = bool(state["pretrained"])
         self._last = dict(state["last"])
+        self.best = state.get("best")
+        self.stopped = bool(state.get("stopped", False))
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / CHECKPOINT_FILE
@@ -171,19 +188,32 @@ class Trial:
             start = time.perf_counter()
             self._pretrain()
             self.elapsed += time.perf_counter() - start
-        while self.epoch < cfg.epochs:
+        while self.epoch < cfg.epochs and not self.stopped:
             start = time.perf_counter()
             train_loss, train_acc = self._train_epoch()
             self.epoch += 1
             diverged = not math.isfinite(train_loss)
-            evaluate = (self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs)
+            val_loss = self._validation_loss() if not diverged else math.nan
+            self._track_best(val_loss)
+            patience_out = (cfg.patience is not None and self.best is not None
+                            and self.epoch - self.best["epoch"] >= cfg.patience)
+            last = self.epoch == cfg.epochs or patience_out
+            selected = self.epoch
+            if last and cfg.select_best and self.best is not None and not diverged:
+                # Model selection: the final evaluation is of the best validation epoch's weights.
+                self.model.load_state_dict(self.best["model"])
+                selected = self.best["epoch"]
+            evaluate = self.epoch % cfg.eval_every == 0 or last
             result = self._evaluate(full=evaluate and not diverged, diverged=diverged)
             epoch_seconds = time.perf_counter() - start
             self.elapsed += epoch_seconds
             result.update(
                 iteration=self.epoch, time=self.elapsed, epoch_seconds=epoch_seconds,
                 train_loss=train_loss, train_acc=train_acc, diverged=diverged,
+                val_loss=val_loss, selected_epoch=selected, early_stopped=patience_out,
             )
+            # Set before the yield: the checkpoint written after it must not train on.
+            self.stopped = patience_out
             yield result
             if diverged:
                 return
@@ -195,7 +225,8 @@ class Trial:
             cfg.dataset, data_dir=cfg.data_dir, n_train=cfg.n_train, n_test=cfg.n_test,
             classes=cfg.pretrain_classes, seed=cfg.seed,
         )
-        head = nn.Linear(self.model.head.in_features, source.num_classes).to(self.device)
+        head = nn.Linear(self.model.head.in_features, source.num_classes,
+                         bias=cfg.head_bias).to(self.device)
         params = [p for n, p in self.model.named_parameters() if not n.startswith("head.")]
         optimizer = _make_optimizer(cfg, params + list(head.parameters()))
 
@@ -207,8 +238,22 @@ class Trial:
         self.pretrained = True
 
     def _train_epoch(self) -> tuple[float, float]:
-        return _run_epoch(self, self.model, self.optimizer, self.data.x_train, self.data.y_train,
+        return _run_epoch(self, self.model, self.optimizer, self.x_train, self.y_train,
                           compress=not self.frozen)
+
+    def _validation_loss(self) -> float:
+        """Mean CE of the current weights on the validation split (NaN without one)."""
+        if self.x_val is None:
+            return math.nan
+        self.model.eval()
+        return _accuracy_and_loss(self.model, self.x_val, self.y_val, self.device)[1]
+
+    def _track_best(self, val_loss: float) -> None:
+        if not math.isfinite(val_loss) or (self.best is not None and val_loss >= self.best["loss"]):
+            return
+        self.best = {"epoch": self.epoch, "loss": val_loss}
+        if self.config.select_best:
+            self.best["model"] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def _attack_seed(self) -> int:
         return int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
@@ -342,6 +387,8 @@ def _run_epoch(trial: Trial, forward, optimizer, x_all, y_all, *, compress: bool
         optimizer.step()
         if compress:
             trial.compression.after_step(model, optimizer.param_groups[0]["lr"])
+            if trial.fro_targets is not None:
+                project_fro_(model, trial.fro_targets)
         total_loss += loss.item() * len(y)
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(y)
@@ -381,7 +428,27 @@ def _nan_headlines() -> dict[str, float]:
     return dict.fromkeys(schema.EVALUATED_SCALARS, float("nan"))
 
 
+def _validation_split(x: torch.Tensor, y: torch.Tensor, frac: float, seed: int):
+    """(x_train, y_train, x_val, y_val): a seeded random val_frac of the training split held out
+    (x_val None when frac is 0). Its own generator: without a split, nothing else changes."""
+    if frac == 0:
+        return x, y, None, None
+    n_val = round(frac * len(x))
+    if not 1 <= n_val < len(x):
+        from trainables.errors import ConfigError
+
+        raise ConfigError(
+            f"val_frac {frac} of {len(x)} training samples leaves {n_val} for validation; "
+            "pick a val_frac that holds out at least one sample and keeps one for training"
+        )
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed + 7919))
+    val, train = order[:n_val], order[n_val:]
+    return x[train], y[train], x[val], y[val]
+
+
 def _make_optimizer(cfg: TrialConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw":  # decoupled weight decay (Loshchilov & Hutter)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,

@@ -1,7 +1,16 @@
 """Named sweep spaces. Add one: a module here that calls `register(Space(...))`, plus its import
-line below."""
+line below (before `controls`, which derives the _fixed and _rescaled variants of every family)."""
 
-from sweep.spaces import adversarial, neuron, smoke, spectral, transfer, uap  # noqa: F401
+from sweep.spaces import (  # noqa: F401
+    adversarial,
+    mechanism,
+    neuron,
+    smoke,
+    spectral,
+    transfer,
+    uap,
+)
+from sweep.spaces import controls  # noqa: F401  (last: derives variants of the spaces above)
 from sweep.spaces._registry import get_space, list_spaces, register
 from sweep.spaces._space import (
     OBJECTIVES,

@@ -56,3 +56,26 @@ PAPER: dict[str, Any] = {
 }
 
 SEEDS_PAPER = (0, 1, 2)
+
+# The paper's released training protocol (issue 12): AdamW with decoupled weight decay, up to 30
+# epochs with a 10% validation split, the best validation-loss epoch evaluated, patience 3, and a
+# bias-free head. Apply it to any space with --set (e.g. --set optimizer=adamw --set lr=0.001 ...).
+# Not yet the cpu default. Measured on the cpu scale (one seed, Fashion-MNIST, L-inf PGD-10,
+# 2 shared cores), against SGD lr 0.01 / 10 epochs:
+#   none:   clean 0.851 -> 0.857, RA at 0.04 0.320 -> 0.398, 11 epochs (best 8), 125 s -> 63 s
+#   rank 8: clean 0.835 -> 0.841, RA at 0.04 0.137 -> 0.148, 16 epochs (best 13), 74 s -> 98 s
+#   group lasso 0.1 (proximal): neuron_comp 0.068 (SGD: 0.293 with 34% zero rows) - the proximal
+#     threshold is lr * strength, 10x smaller at lr 1e-3, so the knob stops compressing
+#   nuclear 0.1: clean 0.761 (SGD 0.749), spectral_comp 0.976, Frobenius 1.21
+# The protocol itself is fine, but the neuron (and nuclear) strengths were tuned under SGD: switch
+# the cpu scale only together with re-tuned strengths.
+PAPER_PROTOCOL: dict[str, Any] = {
+    "optimizer": "adamw",
+    "lr": 1e-3,
+    "weight_decay": 1e-2,
+    "epochs": 30,
+    "val_frac": 0.1,
+    "select_best": True,
+    "patience": 3,
+    "head_bias": False,
+}

@@ -103,7 +103,8 @@ def synthetic_run(
                             "clean_acc": clean, "clean_loss": 0.3, "robust_acc": 0.5,
                             "neuron_comp": comp * 0.9, "neuron_comp_l2": comp,
                             "spectral_comp": comp, "lip_linf": 10.0, "lip_l2": 5.0,
-                            "diverged": False,
+                            "diverged": False, **_scale_free(comp),
+                            "val_loss": float("nan"), "selected_epoch": it,
                         })
                         robustness += _robustness_rows(tid, it, comp, clean, eps, scale, uap, rng)
                         layers += _layer_rows(tid, it, comp)
@@ -161,12 +162,22 @@ def _layer_rows(tid, it, comp) -> list[dict]:
                "layer_index": index, "fro_norm": 3.0, "spec_norm": 1 + 2 * comp,
                "op_norm_l2": 1 + 2 * comp, "inf_norm": 4.0, "entropy": 3 - 2 * comp,
                "effective_rank": float(np.exp(3 - 2 * comp)), "stable_rank": 9 / (1 + 2 * comp)**2,
-               "zero_row_frac": 0.0}
+               "zero_row_frac": 0.0, **_scale_free(comp)}
+        for kappa, column in zip(schema.KAPPAS, schema.comp_columns("spectral_spread")):
+            row[column] = 1.0 + 10 * comp * kappa
         for prefix in ("neuron_comp_l1", "neuron_comp_l2", "spectral_comp"):
             for kappa, column in zip(schema.KAPPAS, schema.comp_columns(prefix)):
                 row[column] = min(1.0, comp * (0.6 + kappa) + 0.1 * index)
         rows.append(row)
     return rows
+
+
+def _scale_free(comp: float) -> dict[str, float]:
+    """Scale-free statistics that fall as compressibility rises (schema.SCALE_FREE_STATS)."""
+    ratio = 1.0 + 15.0 * (1.0 - comp)
+    return {"stable_rank": 9 / (1 + 2 * comp)**2, "spectral_l1l2": ratio,
+            "neuron_l1l2_l1": ratio * 0.9, "neuron_l1l2_l2": ratio, "spec_fro": (1 + 2 * comp) / 3,
+            "inf_fro": 0.1 + comp, "spectral_spread": 1.0 + comp}
 
 
 def _type_of(value) -> str:

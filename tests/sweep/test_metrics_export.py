@@ -262,6 +262,7 @@ def test_trial_state_reads_status_result_and_config():
     assert trial_state("TERMINATED", {"iteration": 2}, resumed) == "stopped"
     assert trial_state("TERMINATED", {"iteration": 4}, resumed) == "completed"
     assert trial_state("TERMINATED", {"iteration": 2}, cfg) == "stopped"
+    assert trial_state("TERMINATED", {"iteration": 2, "early_stopped": True}, cfg) == "completed"
     assert trial_state("TERMINATED", {"iteration": 2, "diverged": True}, cfg) == "diverged"
 
 

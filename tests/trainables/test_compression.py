@@ -51,6 +51,12 @@ def numpy_penalty(kind: str, mats: list[np.ndarray]) -> float:
         return total
     if kind == "nuclear":
         return sum(np.linalg.svd(m, compute_uv=False).sum() for m in mats)
+    if kind == "spectral_ratio":
+        total = 0.0
+        for m in mats:
+            sigma = np.linalg.svd(m, compute_uv=False)
+            total += sigma.sum() / np.linalg.norm(sigma)
+        return total
     return 0.0
 
 
@@ -59,7 +65,9 @@ def test_registry_covers_every_configured_kind():
 
 
 @pytest.mark.parametrize(("name", "rank"), MODEL_CASES, ids=MODEL_IDS)
-@pytest.mark.parametrize("kind", ["none", "rank", "l1", "group_lasso", "row_sparsity", "nuclear"])
+@pytest.mark.parametrize(
+    "kind", ["none", "rank", "l1", "group_lasso", "row_sparsity", "nuclear", "spectral_ratio"]
+)
 def test_penalty_matches_numpy_and_is_differentiable(name, rank, kind):
     model = make(name, rank)
     strength = 0.3
@@ -170,7 +178,9 @@ def test_svd_truncate_is_the_best_rank_k_approximation(name, rank, keep_frac):
         np.testing.assert_allclose(after_sigma[:k], sigma[:k], rtol=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["none", "rank", "l1", "group_lasso", "row_sparsity", "nuclear"])
+@pytest.mark.parametrize(
+    "kind", ["none", "rank", "l1", "group_lasso", "row_sparsity", "nuclear", "spectral_ratio"]
+)
 def test_training_time_kinds_leave_post_hoc_and_step_alone(kind):
     model = make("fcn")
     state = copy.deepcopy(model.state_dict())

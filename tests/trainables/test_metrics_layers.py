@@ -50,6 +50,16 @@ def numpy_layer_reference(w: np.ndarray) -> dict[str, float]:
     probs = sigma[sigma > 1e-12 * max(sigma[0], 1e-300)] / sigma.sum() if sigma[0] > 0 else []
     ref["entropy"] = float(-np.sum(probs * np.log(probs))) if len(probs) else 0.0
     ref["effective_rank"] = math.exp(ref["entropy"]) if sigma[0] > 0 else 0.0
+    fro = np.linalg.norm(w, "fro")
+
+    def ratio(v: np.ndarray) -> float:
+        return float(np.abs(v).sum() / np.linalg.norm(v)) if np.linalg.norm(v) > 0 else 0.0
+
+    ref["spectral_l1l2"] = ratio(sigma)
+    ref["neuron_l1l2_l1"] = ratio(row_l1)
+    ref["neuron_l1l2_l2"] = ratio(row_l2)
+    ref["spec_fro"] = sigma[0] / fro if fro > 0 else 0.0
+    ref["inf_fro"] = np.abs(w).sum(axis=1).max() / fro if fro > 0 else 0.0
     for kappa in KAPPAS:
         tag = kappa_tag(kappa)
         ref[f"neuron_comp_l1_{tag}"] = numpy_comp(row_l1, kept_count(kappa, len(row_l1)))
@@ -187,3 +197,63 @@ def test_network_summary_is_the_mean_at_the_headline_kappa() -> None:
         np.mean([r[f"spectral_comp_{tag}"] for r in rows])
     )
     assert math.isnan(network_summary([])["spectral_comp"])
+
+
+@pytest.mark.parametrize("name", sorted(MATRICES))
+def test_spectral_spread_is_sigma_1_over_sigma_k_and_inf_past_the_rank(name: str) -> None:
+    w = MATRICES[name].double().numpy()
+    (row,) = layer_metrics(LayerBag([linear_with_weight(MATRICES[name])]))
+    sigma = np.linalg.svd(w, compute_uv=False)
+    rank = np.linalg.matrix_rank(MATRICES[name].numpy())  # numpy's float32 tolerance
+    for kappa in KAPPAS:
+        k = kept_count(kappa, len(sigma))
+        value = row[f"spectral_spread_{kappa_tag(kappa)}"]
+        if sigma[0] == 0:
+            assert value == 0.0
+        elif k > rank:
+            assert value == math.inf, (kappa, k, rank)
+        else:
+            assert value == pytest.approx(sigma[0] / sigma[k - 1], rel=1e-9)
+            assert value >= 1.0
+
+
+def test_scale_free_statistics_do_not_change_when_the_layer_is_rescaled() -> None:
+    w = MATRICES["gaussian"]
+    (row,) = layer_metrics(LayerBag([linear_with_weight(w)]))
+    (scaled,) = layer_metrics(LayerBag([linear_with_weight(32.0 * w)]))  # exact in float32
+    stats = ["spectral_l1l2", "neuron_l1l2_l1", "neuron_l1l2_l2", "spec_fro", "inf_fro",
+             "stable_rank", *(f"spectral_spread_{kappa_tag(k)}" for k in KAPPAS)]
+    for key in stats:
+        assert scaled[key] == pytest.approx(row[key], rel=1e-9), key
+    assert scaled["fro_norm"] == pytest.approx(32.0 * row["fro_norm"])
+
+
+def test_scale_free_ratios_obey_theory_inequalities_on_every_layer() -> None:
+    """sigma_1 / ||W||_F >= comp_k(sigma) / sqrt(k), ||W||_inf / ||W||_F >= comp_k(r1) / sqrt(k),
+    and 1 <= ||v||_1 / ||v||_2 <= sqrt(nonzeros) (THEORY.md)."""
+    layers = _sensitivity_layers()
+    rows = layer_metrics(LayerBag(layers))
+    for layer, row in zip(layers, rows, strict=True):
+        matrix = layer.weight.detach().double().reshape(layer.weight.shape[0], -1).numpy()
+        out_dim, in_dim = matrix.shape
+        rank = np.linalg.matrix_rank(matrix, tol=1e-6 * max(np.linalg.norm(matrix, 2), 1e-300))
+        for kappa in KAPPAS:
+            tag = kappa_tag(kappa)
+            k_sigma = kept_count(kappa, min(out_dim, in_dim))
+            k_rows = kept_count(kappa, out_dim)
+            assert row["spec_fro"] >= row[f"spectral_comp_{tag}"] / math.sqrt(k_sigma) - 1e-12
+            assert row["inf_fro"] >= row[f"neuron_comp_l1_{tag}"] / math.sqrt(k_rows) - 1e-12
+        if rank:
+            # float32 weights: a rank-r layer's trailing singular values are ~1e-7, not 0
+            assert 1 - 1e-12 <= row["spectral_l1l2"] <= math.sqrt(rank) + 1e-6, row["layer"]
+            nonzero_rows = int((np.abs(matrix).sum(axis=1) > 0).sum())
+            assert 1 - 1e-12 <= row["neuron_l1l2_l2"] <= math.sqrt(nonzero_rows) + 1e-9
+
+
+def test_network_summary_carries_the_scale_free_means() -> None:
+    from trainables.schema import SCALE_FREE_STATS
+
+    rows = layer_metrics(LayerBag([linear_with_weight(w) for w in MATRICES.values()]))
+    summary = network_summary(rows)
+    for key, column in SCALE_FREE_STATS.items():
+        assert summary[key] == pytest.approx(np.mean([r[column] for r in rows])), key

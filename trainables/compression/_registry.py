@@ -10,6 +10,7 @@ from trainables.compression.nuclear import NuclearNorm
 from trainables.compression.prune_rows import PruneRows
 from trainables.compression.rank import ExplicitRank
 from trainables.compression.row_sparsity import RowSparsity
+from trainables.compression.spectral_ratio import SpectralRatio
 from trainables.compression.svd_truncate import SvdTruncate
 from trainables.errors import ConfigError
 
@@ -24,6 +25,7 @@ COMPRESSION_KINDS: dict[str, type[Compression]] = {
         ExplicitRank,
         PruneRows,
         SvdTruncate,
+        SpectralRatio,
     )
 }
 

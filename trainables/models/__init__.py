@@ -25,7 +25,8 @@ units. Images are (N, C, H, W) tensors, vector data (N, D). float32 inputs, int6
   ||S|| + ||F||). For the bias-free FCN it is exactly (1/min std) * prod_l op_norm(W_l).
   BatchNorm is assumed in eval mode (a fixed diagonal map); op_norm receives BatchNorm2d modules.
 - `model.input_shape` (tuple), `model.num_classes` (int).
-- `build_model(name, *, input_shape, num_classes, mean, std, width=256, depth=1, rank=None)`,
+- `build_model(name, *, input_shape, num_classes, mean, std, width=256, depth=1, rank=None,
+  head_bias=True)`,
   name in {"fcn", "cnn", "resnet18"}. Deterministic under torch.manual_seed.
 
 Choices made here

@@ -44,8 +44,12 @@ def build_model(
     width: int = 256,
     depth: int = 1,
     rank: int | None = None,
+    head_bias: bool = True,
 ) -> nn.Module:
-    """Build a model of the protocol; weights come from torch's global RNG (torch.manual_seed)."""
+    """Build a model of the protocol; weights come from torch's global RNG (torch.manual_seed).
+
+    head_bias=False swaps the head for a bias-free one with the same initial weight, so a model
+    with and without head bias start from the same weights."""
     if name not in MODEL_BUILDERS:
         raise ConfigError(f"model must be one of {list(MODEL_BUILDERS)}, but got {name!r}")
     for what, value in (("width", width), ("depth", depth), ("num_classes", num_classes)):
@@ -58,4 +62,10 @@ def build_model(
             f"model {name!r} needs image input (C, H, W), but got input_shape {tuple(input_shape)}; "
             "use model 'fcn' for vector data"
         )
-    return MODEL_BUILDERS[name](tuple(input_shape), num_classes, mean, std, width, depth, rank)
+    model = MODEL_BUILDERS[name](tuple(input_shape), num_classes, mean, std, width, depth, rank)
+    if not head_bias:
+        head = nn.Linear(model.head.in_features, model.head.out_features, bias=False)
+        with torch.no_grad():
+            head.weight.copy_(model.head.weight)
+        model.head = head
+    return model
