@@ -21,6 +21,9 @@ class SpectralRatio(Compression):
     """||sigma||_2 is computed as ||W||_F (equal, and smooth where singular values repeat)."""
 
     kind = "spectral_ratio"
+    raises = "spectral_comp"
+    weak = {"strength": 0.01}
+    strong = {"strength": 1.0}
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
         if self.strength == 0:
