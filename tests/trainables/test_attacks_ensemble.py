@@ -8,7 +8,7 @@ from pyautoattack.autopgd_base import APGDAttack_targeted
 
 from tests.trainables.attacks_models import accuracy, digits, trained_digits_mlp
 from trainables.attacks import FOOLED_BY, apgd, ensemble, ensemble_robust, pgd, run_attack
-from trainables.attacks.ensemble import Ensemble
+from trainables.attacks.ensemble import Ensemble, _reuse_upwards
 from trainables.config import ATTACKS
 from trainables.errors import ConfigError
 
@@ -168,3 +168,23 @@ def test_small_label_sets():
         Ensemble(model, norm="linf", targets=2)(x, y, 0.3)
     with pytest.raises(ConfigError, match="distinct eps"):
         ensemble_robust(model, x, y, "linf", [0.1, 0.1])
+
+
+def test_reuse_gives_larger_eps_the_smallest_fooled_example():
+    # Rows 0-2: one sample at eps 0.1, 0.2, 0.3; rows 3-4: another at 0.3, 0.1. Rows 0 and 4 were
+    # just fooled: every still-alive row of the same sample with a larger eps takes the example.
+    x_adv = torch.arange(5.0).view(5, 1).repeat(1, 3)
+    alive = torch.tensor([False, True, True, True, False])
+    fooled_by = torch.tensor([2, 0, 0, 0, 3])
+    eps = torch.tensor([0.1, 0.2, 0.3, 0.3, 0.1])
+    sample = torch.tensor([0, 0, 0, 1, 1])
+    _reuse_upwards(x_adv, alive, fooled_by, eps, sample, torch.tensor([0, 4]))
+    assert not alive.any()
+    assert torch.equal(x_adv[:, 0], torch.tensor([0.0, 0.0, 0.0, 4.0, 4.0]))
+    assert fooled_by.tolist() == [2, 2, 2, 3, 3]
+    # A fooled larger eps gives nothing to a smaller one.
+    alive = torch.tensor([True, False])
+    x_two = torch.tensor([[0.0], [1.0]])
+    _reuse_upwards(x_two, alive, torch.tensor([0, 2]), torch.tensor([0.1, 0.2]),
+                   torch.tensor([0, 0]), torch.tensor([1]))
+    assert alive.tolist() == [True, False] and x_two[0, 0] == 0
