@@ -17,6 +17,7 @@ from trainables.metrics._estimates import (
     jacobian_op_norms,
     sensitivity_estimates,
 )
+from trainables.metrics._intervals import clopper_pearson, wilson
 from trainables.metrics._layers import layer_metrics, network_summary
 from trainables.metrics._lipschitz import head_norm, lipschitz
 from trainables.metrics._operator_norms import conv_spectral_norm_lower, op_norm
@@ -27,6 +28,7 @@ __all__ = [
     "alignment_estimate_gap",
     "certified_accuracy",
     "certified_radius",
+    "clopper_pearson",
     "comp_at_kappas",
     "comp_k",
     "conv_spectral_norm_lower",
@@ -41,4 +43,5 @@ __all__ = [
     "op_norm",
     "perturbation_alignment",
     "sensitivity_estimates",
+    "wilson",
 ]
