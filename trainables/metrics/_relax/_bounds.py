@@ -182,7 +182,8 @@ def _check(method: str, x: Tensor, y: Tensor, eps: float | Tensor) -> Tensor:
 
 @torch.no_grad()
 def _all_bounds(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float | Tensor,
-                method: str, chunk: int, crown_max_neurons: int) -> tuple[dict[str, Tensor], Tensor]:
+                method: str, chunk: int,
+                crown_max_neurons: int) -> tuple[dict[str, Tensor], Tensor]:
     check_norm(norm)
     eps_t = _check(method, x, y, eps)
     x, y = x.detach().cpu(), y.detach().cpu()
