@@ -18,8 +18,12 @@ has at most `crown_max_neurons` neurons per sample (CROWN for every neuron costs
 with 2 x neurons specifications); larger layers keep IBP's (CROWN-IBP style). The first ReLU of
 an L-inf chain needs no CROWN pass: for an affine map of a box, IBP is exact.
 
-method="crown" returns, per sample and class, the larger of CROWN's and IBP's lower bound (both
-are sound; CROWN's backward bound is not always above IBP's on every class). Bounds are computed
+method="crown" returns, per sample and class, the largest of three sound lower bounds: CROWN's,
+IBP's, and, for models of the project's protocol (a `head` and `lipschitz_upper`), the global
+product's, (f_y - f_j)(x) - ||c_y - c_j||_q Lhat_p eps (THEORY.md "Network bound"). None dominates:
+CROWN's backward bound is not above IBP's on every class, and in L2 at larger eps, with many
+unstable neurons, the global product (which uses that ReLU is 1-Lipschitz jointly in L2) can beat
+CROWN's per-neuron relaxation. So certified(method="crown") >= certified by the global product. Bounds are computed
 in float64 from the model's weights (the model itself runs in float32; the difference is ~1e-6
 relative and not accounted for).
 """
@@ -33,9 +37,11 @@ import torch
 from torch import Tensor, nn
 
 from trainables.errors import ConfigError
+from trainables.metrics._lipschitz import lipschitz
 from trainables.metrics._modes import check_norm, logits_of
 from trainables.metrics._relax._chain import Chain, to_chain
 from trainables.metrics._relax._ops import Op, ReLU
+from trainables.schema import DUAL_NORM
 
 METHODS = ("crown", "ibp")
 DTYPE = torch.float64
@@ -144,6 +150,7 @@ def _margin_chunk(chain: Chain, x: Tensor, y: Tensor, norm: str, eps: Tensor, me
         if norm == "l2" and i == nonlinear[0] and (ball := _l2_first_segment(ops[:i], domain)):
             lo, hi = torch.maximum(lo, ball[0]), torch.minimum(hi, ball[1])
             hi = torch.maximum(hi, lo)
+            exact_already = True  # CROWN's bound here would be the same two concretizations
         if (method == "crown" and isinstance(op, ReLU) and not exact_already
                 and lo[0].numel() <= crown_max_neurons):
             c_lo, c_hi = _crown_intermediate(ops[:i], lo.shape[1:], domain, relaxed)
@@ -164,6 +171,18 @@ def _margin_chunk(chain: Chain, x: Tensor, y: Tensor, norm: str, eps: Tensor, me
         lam, bias = _backward(ops, spec, relaxed)
         bounds["crown"] = domain.lower(lam, bias)
     return bounds
+
+
+def _global_bounds(model: nn.Module, logits: Tensor, y: Tensor, norm: str,
+                   eps: Tensor) -> Tensor | None:
+    """(f_y - f_j)(x) - ||c_y - c_j||_q Lhat_p eps for protocol models, else None."""
+    if not (hasattr(model, "lipschitz_upper") and isinstance(getattr(model, "head", None),
+                                                             nn.Linear)):
+        return None
+    rows = model.head.weight.detach().to("cpu", DTYPE)
+    pair = torch.cdist(rows, rows, p=DUAL_NORM[norm])  # (K, K): ||c_i - c_j||_q
+    margins = logits.gather(1, y[:, None]) - logits
+    return margins - pair[y] * lipschitz(model, norm) * eps[:, None]
 
 
 def _check(method: str, x: Tensor, y: Tensor, eps: float | Tensor) -> Tensor:
@@ -191,6 +210,9 @@ def _all_bounds(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float | 
     chain = to_chain(model, tuple(x.shape[1:]), DTYPE)
     chain.check(x, logits)
     parts: dict[str, list[Tensor]] = {}
+    glob = _global_bounds(model, chain.forward(x), y, norm, eps_t) if method == "crown" else None
+    if glob is not None:
+        parts["global"] = [glob]
     for s in range(0, len(x), chunk):
         sl = slice(s, s + chunk)
         got = _margin_chunk(chain, x[sl], y[sl], norm, eps_t[sl], method, crown_max_neurons)
@@ -211,7 +233,8 @@ def margin_lower_bounds(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: 
     eval mode (BatchNorm's running statistics). ConfigError for an unsupported model."""
     bounds, _ = _all_bounds(model, x, y, norm, eps, method, chunk, crown_max_neurons)
     if method == "crown":
-        return torch.maximum(bounds["crown"], bounds["ibp"])
+        best = torch.maximum(bounds["crown"], bounds["ibp"])
+        return torch.maximum(best, bounds["global"]) if "global" in bounds else best
     return bounds["ibp"]
 
 
