@@ -70,8 +70,14 @@ def _one_hidden(model: nn.Module, input_shape: tuple[int, ...]) -> _OneHidden:
 
 
 def _solve(net: _OneHidden, x: np.ndarray, y: int, eps: float, classes: list[int],
-           time_limit: float, stop_when_fooled: bool) -> dict[int, tuple[float, float]]:
-    """{j: (lower, upper)} bounds on min over the box of f_y - f_j, per class in `classes`."""
+           time_limit: float, sign_only: bool) -> dict[int, tuple[float, float]]:
+    """{j: (lower, upper)} bounds on min over the box of f_y - f_j, per class in `classes`.
+
+    sign_only: decide only whether the minimum is > 0, as a feasibility problem (zero objective,
+    constraint f_y - f_j <= 0): HiGHS stops at the first adversarial point instead of optimizing
+    it, and proves robustness by infeasibility. Returns (inf, inf) for "> 0", (-inf, value <= 0)
+    for an adversarial point, (-inf, inf) when the time limit left it open; stops at the first
+    adversarial class."""
     lo, hi = np.clip(x - eps, 0.0, 1.0), np.clip(x + eps, 0.0, 1.0)
     pos, neg = np.clip(net.w1, 0, None), np.clip(net.w1, None, 0)
     z_lo = pos @ lo + neg @ hi + net.b1
@@ -95,6 +101,19 @@ def _solve(net: _OneHidden, x: np.ndarray, y: int, eps: float, classes: list[int
         c = net.w2[y] - net.w2[j]
         const = float(c[active] @ net.b1[active] + net.b2[y] - net.b2[j])
         objective = np.concatenate([c[active] @ net.w1[active], c[unstable], np.zeros(m)])
+        if sign_only:
+            cut = LinearConstraint(objective[None], -np.inf, -const)  # f_y - f_j <= 0
+            res = milp(np.zeros_like(objective), integrality=integrality, bounds=bounds,
+                       constraints=[*constraints, cut],
+                       options={"time_limit": time_limit, "disp": False})
+            if res.status == 2:  # infeasible: no point of the box has f_y - f_j <= 0
+                out[j] = (math.inf, math.inf)
+                continue
+            if res.x is None:
+                out[j] = (-math.inf, math.inf)
+                continue
+            out[j] = (-math.inf, min(float(objective @ res.x) + const, 0.0))
+            break
         res = milp(objective, integrality=integrality, bounds=bounds, constraints=constraints,
                    options={"time_limit": time_limit, "disp": False})
         upper = res.fun + const if res.x is not None else math.inf
@@ -103,8 +122,6 @@ def _solve(net: _OneHidden, x: np.ndarray, y: int, eps: float, classes: list[int
         if res.status == 0 and m == 0:
             lower = upper  # a pure LP: solved exactly
         out[j] = (lower, upper)
-        if stop_when_fooled and upper < 0:
-            break
     return out
 
 
@@ -130,7 +147,7 @@ def exact_min_margins(model: nn.Module, x: Tensor, y: Tensor, eps: float, *,
     for i in range(len(flat)):
         label = int(y[i])
         got = _solve(net, flat[i], label, eps, [j for j in range(k) if j != label], time_limit,
-                     stop_when_fooled=False)
+                     sign_only=False)
         for j, (lo, hi) in got.items():
             lower[i, j], upper[i, j] = lo, hi
     return lower, upper
@@ -141,7 +158,8 @@ def exact_robust_mask(model: nn.Module, x: Tensor, y: Tensor, eps: float, norm: 
     """(robust, unknown), bool (N,) each: robust where x is correct and no point of the L-inf
     ball (within [0,1]) changes the prediction, proven by MILP; unknown where a time limit left
     it open (robust is False there). Classes CROWN already certifies are not solved; the
-    others are solved in order of CROWN's bound, stopping at the first adversarial one."""
+    others are decided (feasibility MILPs) in order of CROWN's bound, stopping at the first
+    adversarial one. time_limit: seconds per (sample, class) MILP."""
     net, flat, y = _inputs(model, x, y, eps, norm)
     correct = logits_of(model, x.detach().cpu()).argmax(1) == y
     crown = margin_lower_bounds(model, x, y, "linf", eps, "crown")
@@ -151,8 +169,8 @@ def exact_robust_mask(model: nn.Module, x: Tensor, y: Tensor, eps: float, norm: 
         if not correct[i]:
             continue
         todo = [int(j) for j in crown[i].argsort() if crown[i, j] <= 0]
-        got = _solve(net, flat[i], int(y[i]), eps, todo, time_limit, stop_when_fooled=True)
-        if any(hi < 0 for _, hi in got.values()):
+        got = _solve(net, flat[i], int(y[i]), eps, todo, time_limit, sign_only=True)
+        if any(hi <= 0 for _, hi in got.values()):
             continue
         if all(lo > 0 for lo, _ in got.values()):
             robust[i] = True
