@@ -136,7 +136,8 @@ def main() -> None:
     decided = ~unknown
     print(f"  agreement on decided samples: CROWN == exact {int((cert == robust)[decided].sum())}"
           f"/{int(decided.sum())}, exact == APGD {int((robust == attacked)[decided].sum())}"
-          f"/{int(decided.sum())}, all three {int(((cert == robust) & (robust == attacked))[decided].sum())}"
+          f"/{int(decided.sum())}, all three "
+          f"{int(((cert == robust) & (robust == attacked))[decided].sum())}"
           f"; violations: certified & not exact {int((cert & ~robust & decided).sum())}, "
           f"exact & fooled {int((robust & ~attacked).sum())}")
 
