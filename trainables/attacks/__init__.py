@@ -7,6 +7,7 @@ and seeding; each module holds only its attack's math.
 from trainables.attacks._registry import ATTACK_RUNNERS, run_attack
 from trainables.attacks.apgd import apgd
 from trainables.attacks.autoattack import autoattack
+from trainables.attacks.ensemble import FOOLED_BY, EnsembleResult, ensemble, ensemble_robust
 from trainables.attacks.minimal import minimal_eps
 from trainables.attacks.pgd import pgd
 from trainables.attacks.training import adversarial_training_batch
@@ -14,9 +15,13 @@ from trainables.attacks.uap import fooling_rate, universal_perturbation
 
 __all__ = [
     "ATTACK_RUNNERS",
+    "FOOLED_BY",
+    "EnsembleResult",
     "adversarial_training_batch",
     "apgd",
     "autoattack",
+    "ensemble",
+    "ensemble_robust",
     "fooling_rate",
     "minimal_eps",
     "pgd",

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from trainables.attacks.apgd import apgd
 from trainables.attacks.autoattack import autoattack
+from trainables.attacks.ensemble import ensemble
 from trainables.attacks.pgd import pgd
 from trainables.errors import ConfigError
 
@@ -31,11 +32,17 @@ def _autoattack(model, x, y, *, norm, eps, steps, restarts, seed):
     return autoattack(model, x, y, norm=norm, eps=eps, version="standard", seed=seed)
 
 
+def _ensemble(model, x, y, *, norm, eps, steps, restarts, seed):
+    del steps, restarts  # APGD-CE + APGD-T at AutoAttack's fixed budgets
+    return ensemble(model, x, y, norm=norm, eps=eps, seed=seed)
+
+
 ATTACK_RUNNERS: dict[str, AttackRunner] = {
     "pgd": pgd,
     "apgd-ce": _apgd("ce"),
     "apgd-dlr": _apgd("dlr"),
     "autoattack": _autoattack,
+    "ensemble": _ensemble,
 }
 
 
@@ -45,7 +52,8 @@ def run_attack(model: nn.Module, x: Tensor, y: Tensor, *, name: str, norm: str, 
 
     "pgd": PGD-`steps` with `restarts` random starts; "apgd-ce" / "apgd-dlr": APGD with `steps`
     iterations and `restarts` restarts; "autoattack": the standard AutoAttack ensemble with its
-    own fixed budgets (steps and restarts are ignored). The model's mode is left as it was.
+    own fixed budgets (steps and restarts are ignored); "ensemble": APGD-CE then APGD-T on the
+    survivors at AutoAttack's budgets (steps and restarts ignored). The model's mode is left as it was.
     """
     if name not in ATTACK_RUNNERS:
         raise ConfigError(f"attack name must be one of {list(ATTACK_RUNNERS)}, but got {name!r}")
