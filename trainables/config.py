@@ -26,7 +26,7 @@ COMPRESSIONS = (
     "prune_rows",
     "svd_truncate",
 )
-ATTACKS = ("pgd", "apgd-ce", "apgd-dlr", "autoattack")
+ATTACKS = ("pgd", "apgd-ce", "apgd-dlr", "autoattack", "ensemble")
 OPTIMIZERS = ("sgd", "adam")
 
 

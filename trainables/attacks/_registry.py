@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from trainables.attacks.apgd import apgd
 from trainables.attacks.autoattack import autoattack
+from trainables.attacks.ensemble import ensemble
 from trainables.attacks.pgd import pgd
 from trainables.config import ATTACKS
 from trainables.errors import ConfigError
@@ -26,4 +27,6 @@ def run_attack(model: nn.Module, x: Tensor, y: Tensor, *, name: str, norm: str, 
                     restarts=restarts, seed=seed)
     if name == "autoattack":
         return autoattack(model, x, y, norm=norm, eps=eps, version="standard", seed=seed)
+    if name == "ensemble":  # APGD-CE + APGD-T at AutoAttack's fixed budgets (steps ignored)
+        return ensemble(model, x, y, norm=norm, eps=eps, seed=seed)
     raise ConfigError(f"attack name must be one of {list(ATTACKS)}, but got {name!r}")

@@ -1,0 +1,170 @@
+"""The APGD-CE + APGD-T ensemble: ball and box, seeding, strength, stacked eps, survivors only."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pyautoattack.autopgd_base import APGDAttack_targeted
+
+from tests.trainables.attacks_models import accuracy, digits, trained_digits_mlp
+from trainables.attacks import FOOLED_BY, apgd, ensemble, ensemble_robust, pgd, run_attack
+from trainables.attacks.ensemble import Ensemble
+from trainables.config import ATTACKS
+from trainables.errors import ConfigError
+
+STEPS = 20  # the tests check behaviour, not the budget: fewer iterations keep them fast
+EPS = {"linf": 0.1, "l2": 0.6}
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.set_num_threads(1)
+    return trained_digits_mlp()
+
+
+@pytest.fixture(scope="module")
+def data():
+    _, _, x_test, y_test = digits()
+    return x_test[:150], y_test[:150]
+
+
+def _size(delta: torch.Tensor, norm: str) -> torch.Tensor:
+    flat = delta.flatten(1)
+    return flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
+
+
+class CountingModel(torch.nn.Module):
+    """Records the batch size of every forward pass that builds a graph (the attack iterations)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model, self.grad_batches = model, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            self.grad_batches.append(len(x))
+        return self.model(x)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_stays_in_ball_and_box_with_per_sample_eps(model, data, norm):
+    x, y = data
+    eps = torch.linspace(0, 2 * EPS[norm], len(x))
+    x_adv = ensemble(model, x, y, norm=norm, eps=eps, steps=STEPS, seed=0)
+    assert (_size(x_adv - x, norm) <= eps + 1e-6).all()
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert torch.equal(x_adv[0], x[0])  # eps = 0
+    with torch.no_grad():
+        fooled = model(x_adv).argmax(1) != y
+    # Larger budgets fool more: the second half has larger eps than the first.
+    assert fooled[75:].sum() > fooled[:75].sum()
+
+
+def test_seeded_and_leaves_global_rng_alone(model, data):
+    x, y = data
+    state = torch.get_rng_state()
+    a = ensemble(model, x, y, norm="linf", eps=0.1, steps=STEPS, seed=3)
+    b = ensemble(model, x, y, norm="linf", eps=0.1, steps=STEPS, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(a, b)
+    # The registry runs it at AutoAttack's budgets (100 iterations): a few samples suffice.
+    assert torch.equal(run_attack(model, x[:20], y[:20], name="ensemble", norm="linf", eps=0.1,
+                                  seed=3),
+                       ensemble(model, x[:20], y[:20], norm="linf", eps=0.1, seed=3))
+    assert "ensemble" in ATTACKS
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_never_weaker_than_its_components_or_pgd(model, data, norm):
+    x, y = data
+    eps = EPS[norm]
+    ens = accuracy(model, ensemble(model, x, y, norm=norm, eps=eps, steps=STEPS, seed=0), y)
+    # APGD-CE alone with the same seed is exactly the ensemble's first stage.
+    ce_only = accuracy(model, ensemble(model, x, y, norm=norm, eps=eps, steps=STEPS, targets=0,
+                                       seed=0), y)
+    ce = accuracy(model, apgd(model, x, y, norm=norm, eps=eps, steps=STEPS, seed=0), y)
+    pgd10 = accuracy(model, pgd(model, x, y, norm=norm, eps=eps, steps=10, seed=0), y)
+    clean = accuracy(model, x, y)
+    assert ens <= ce_only <= clean
+    assert ens <= ce and ens <= pgd10
+    assert ens < clean
+
+
+def test_targeted_stages_attack_only_survivors(model, data):
+    x, y = data
+    counting = CountingModel(model)
+    attack = Ensemble(counting, norm="linf", steps=STEPS, seed=0)
+    attack(x, y, 0.1)
+    correct = int((model(x).argmax(1) == y).sum())
+    ce_survivors = round(accuracy(model, ensemble(model, x, y, norm="linf", eps=0.1, steps=STEPS,
+                                                  targets=0, seed=0), y) * len(x))
+    sizes = [size for _, size in attack.stage_sizes]
+    names = [name for name, _ in attack.stage_sizes]
+    assert names[0] == "apgd-ce" and set(names[1:]) == {"apgd-t"} and len(names) <= 10
+    assert sizes[0] == correct
+    assert correct > sizes[1] == ce_survivors > 0  # the survivors of APGD-CE, no more
+    assert all(a >= b for a, b in zip(sizes, sizes[1:]))
+    # What the model saw: steps + 1 gradient forwards per stage, each on that stage's samples.
+    expected = [size for size in sizes if size > 0 for _ in range(STEPS + 1)]
+    assert counting.grad_batches == expected
+
+
+def test_fooled_by_labels(model, data):
+    x, y = data
+    result = ensemble_robust(model, x, y, "l2", [0.6], seed=0, steps=STEPS)[0.6]
+    names = [FOOLED_BY[int(c)] for c in result.fooled_by]
+    with torch.no_grad():
+        correct = model(x).argmax(1) == y
+        adv_correct = model(result.x_adv).argmax(1) == y
+    assert torch.equal(result.robust, adv_correct)
+    for i, name in enumerate(names):
+        assert (name == "none") == bool(result.robust[i])
+        assert (name == "clean") == (not bool(correct[i]))
+    assert {"apgd-ce", "apgd-t"} & set(names)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_stacked_eps_equal_separate_runs_up_to_reuse(model, data, norm):
+    x, y = data[0][:100], data[1][:100]
+    grid = [EPS[norm] / 2, EPS[norm], 2 * EPS[norm]]
+    stacked = ensemble_robust(model, x, y, norm, grid, seed=1, steps=STEPS)
+    separate = {eps: ensemble_robust(model, x, y, norm, [eps], seed=1, steps=STEPS)[eps]
+                for eps in grid}
+    expected = torch.ones(len(x), dtype=torch.bool)
+    previous = None
+    for eps in grid:
+        # Documented reuse: fooled at a smaller eps means fooled here, with that example.
+        expected = expected & separate[eps].robust
+        assert torch.equal(stacked[eps].robust, expected), eps
+        assert (_size(stacked[eps].x_adv - x, norm) <= eps + 1e-6).all()
+        if previous is not None:
+            assert (stacked[eps].robust <= previous).all()  # monotone per sample
+        previous = stacked[eps].robust
+    assert stacked[grid[-1]].robust.sum() < stacked[grid[0]].robust.sum()
+
+
+def test_library_targeted_perturb_breaks_on_per_sample_eps(model, data):
+    # Why we call attack_single_run ourselves: perturb subsets the batch (per target class) but
+    # not a per-sample eps tensor. Two samples, the first misclassified by construction.
+    x, y = data
+    y2 = y[:2].clone()
+    y2[0] = (model(x[:1]).argmax(1) + 1) % 10
+    attack = APGDAttack_targeted(model, n_iter=2, eps=torch.full((2, 1, 1, 1), 0.1),
+                                 n_target_classes=1)
+    with pytest.raises(RuntimeError):
+        attack.perturb(x[:2], y2)
+
+
+def test_small_label_sets():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(20, 6, generator=gen)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 3)
+    y = model(x).argmax(1).detach()
+    attack = Ensemble(model, norm="linf", steps=5, seed=0)
+    attack(x, y, 0.3)
+    assert [name for name, _ in attack.stage_sizes] == ["apgd-ce"]  # APGD-T dropped (< 4)
+    with pytest.raises(ConfigError, match="needs >= 4 classes"):
+        Ensemble(model, norm="linf", targets=2)(x, y, 0.3)
+    with pytest.raises(ConfigError, match="distinct eps"):
+        ensemble_robust(model, x, y, "linf", [0.1, 0.1])

@@ -1,0 +1,228 @@
+"""The final-evaluation ensemble in the AutoAttack manner: APGD-CE, then targeted APGD-DLR (APGD-T).
+
+Stages, each only on the samples still robust (correct clean and not fooled by an earlier stage):
+1. APGD-CE, 100 iterations, 1 restart;
+2. APGD-T, 100 iterations per target class, target classes the top min(9, classes - 1) wrong
+   classes of the clean logits, in order (one stage per target class).
+These are AutoAttack "standard"'s own budgets for these two attacks (Croce & Hein 2020,
+pyautoattack.AutoAttack._set_version('standard') for L-inf / L2), fixed and model-independent:
+they are not tuned to any model. Below 4 classes APGD-T is dropped (its loss uses the
+fourth-largest logit), as in trainables.attacks.autoattack. What standard AutoAttack adds on top
+(FAB-T, Square) is left out: bench/attack_strength.py measures what that costs in points.
+
+Per-sample eps and several eps at once: `ensemble_robust` stacks every eps of a grid into one batch
+(x repeated). Between stages, a sample fooled at a smaller eps counts as fooled at every larger
+eps of the grid, with the same adversarial example (it lies in the larger ball too), and is not
+attacked there again. So, per sample, robust[eps_j] = AND_{eps_i <= eps_j} (robust of a separate
+run at eps_i): robust accuracy is monotone in eps by construction.
+
+Randomness: random starts are drawn per sample from per-stage seeds (one private generator, as in
+the shared base), indexed by the sample's first row in the batch, so a sample's trajectory does
+not depend on which other samples share its batch. That is what makes the stacked run equal to
+separate runs up to the reuse above. The library's start (a point on the ball's surface: a
+normalized uniform / Gaussian direction, as AutoAttack draws it) is reproduced and passed as
+`x_init`.
+
+What we rely on in pyautoattack.autopgd_base (checked against version 0.2.0):
+- `APGDAttack.attack_single_run(x, y, x_init)` is one APGD run on all of x (no subsetting) and
+  returns (x_best, acc, loss_best, x_best_adv); acc[i] == 0 means x_best_adv[i] fooled the model.
+  We call it rather than `perturb`: `perturb` (both classes) subsets the batch to the samples it
+  sees as robust (per restart, and in APGDAttack_targeted per target class) without subsetting a
+  per-sample eps tensor, which then no longer matches the batch; it also picks the targets
+  itself. Calling one run per stage on our own subset avoids both.
+- `eps` may be a (N, 1, ..., 1) tensor inside attack_single_run (ball, step size, start).
+- `init_hyperparam(x)` must run first (device, input dims); targeted runs read `y_target` (N,).
+- the library still draws a (discarded) start from torch's global RNG even with x_init: every call
+  runs inside a forked RNG, so the caller's random state is untouched.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
+from torch import Tensor, nn
+
+from trainables.attacks._base import (
+    Attack,
+    batch_view,
+    check_norm,
+    check_positive_int,
+    eval_mode,
+    forked_rng,
+    num_classes,
+    predict,
+)
+from trainables.errors import ConfigError
+
+_LIBRARY_NORM = {"linf": "Linf", "l2": "L2"}
+# AutoAttack standard's budgets (L-inf and L2) for APGD-CE and APGD-T.
+STEPS = 100
+MAX_TARGETS = 9
+MIN_CLASSES_TARGETED = 4
+# fooled_by codes: which stage produced a sample's adversarial example.
+FOOLED_BY = ("none", "clean", "apgd-ce", "apgd-t")
+NONE, CLEAN, APGD_CE, APGD_T = range(len(FOOLED_BY))
+
+
+class EnsembleResult(NamedTuple):
+    """Per sample: robust (bool), the adversarial example (x itself where robust or misclassified
+    clean) and fooled_by (int64 codes into FOOLED_BY)."""
+
+    robust: Tensor
+    x_adv: Tensor
+    fooled_by: Tensor
+
+
+class Ensemble(Attack):
+    """APGD-CE then APGD-T on survivors. `targets` None means AutoAttack standard's
+    min(9, classes - 1) (0 below 4 classes); 0 runs APGD-CE only. After a call, `fooled_by` holds
+    the codes of that call and `stage_sizes` the number of samples each stage attacked."""
+
+    def __init__(self, model: nn.Module, *, norm: str, steps: int = STEPS,
+                 targets: int | None = None, seed: int | None = None) -> None:
+        super().__init__(model, norm=norm, seed=seed)
+        check_positive_int("steps", steps)
+        if targets is not None and (not isinstance(targets, int) or isinstance(targets, bool)
+                                    or targets < 0):
+            raise ConfigError(f"targets must be None or an integer >= 0, but got {targets!r}")
+        self.steps, self.targets = steps, targets
+        self.fooled_by: Tensor | None = None
+        self.stage_sizes: list[tuple[str, int]] = []
+
+    def _n_targets(self, x: Tensor) -> int:
+        classes = num_classes(self.model, x)
+        if self.targets is not None:
+            if self.targets > 0 and classes < MIN_CLASSES_TARGETED:
+                raise ConfigError(
+                    f"APGD-T needs >= {MIN_CLASSES_TARGETED} classes (its loss uses the "
+                    f"fourth-largest logit), but the model has {classes}; use targets=0"
+                )
+            return min(self.targets, classes - 1)
+        return 0 if classes < MIN_CLASSES_TARGETED else min(MAX_TARGETS, classes - 1)
+
+    def _perturb(self, x: Tensor, y: Tensor, eps: Tensor) -> Tensor:
+        n_targets = self._n_targets(x)
+        # One seed per stage, drawn up front: stage k's randomness does not depend on how many
+        # samples earlier stages left.
+        seeds = [self.child_seed() for _ in range(1 + n_targets)]
+        # Rows with equal (x, y) are one sample: one random stream (its first row) and reuse of a
+        # smaller eps's adversarial example at larger eps.
+        key = torch.cat([x.flatten(1), y.unsqueeze(1).to(x.dtype)], 1)
+        _, sample = torch.unique(key, dim=0, return_inverse=True)
+        first = torch.full((int(sample.max()) + 1,), len(x), dtype=torch.long, device=x.device)
+        first = first.scatter_reduce(0, sample, torch.arange(len(x), device=x.device), "amin")
+        stream = first[sample]
+        n_streams = int(stream.max()) + 1
+
+        x_adv = x.clone()
+        clean_logits = _logits(self.model, x)
+        fooled_by = torch.full((len(x),), NONE, dtype=torch.long, device=x.device)
+        fooled_by[clean_logits.argmax(1) != y] = CLEAN
+        # alive: still to attack (correct so far, eps > 0; eps = 0 rows are simply x).
+        alive = (fooled_by == NONE) & (eps > 0)
+        order = clean_logits.sort(dim=1)[1]  # the library's target choice: -2, -3, ... columns
+        self.stage_sizes = []
+        for stage, seed in enumerate(seeds):
+            todo = alive.nonzero().squeeze(1)
+            name = "apgd-ce" if stage == 0 else "apgd-t"
+            self.stage_sizes.append((name, len(todo)))
+            if len(todo) == 0:
+                break
+            start = self._starts(x, eps, stream, n_streams, seed, todo)
+            target = None if stage == 0 else order[todo, -(stage + 1)]
+            found, fooled = self._run_stage(x[todo], y[todo], eps[todo], start, target, seed)
+            idx = todo[fooled]
+            x_adv[idx], alive[idx] = found[fooled], False
+            fooled_by[idx] = APGD_CE if stage == 0 else APGD_T
+            _reuse_upwards(x_adv, alive, fooled_by, eps, sample, idx)
+        self.fooled_by = fooled_by
+        return x_adv
+
+    def _starts(self, x: Tensor, eps: Tensor, stream: Tensor, n_streams: int, seed: int,
+                todo: Tensor) -> Tensor:
+        """AutoAttack's random start (on the ball's surface), drawn per stream, for rows todo."""
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        shape = (n_streams, *x.shape[1:])
+        if self.norm == "linf":
+            noise = torch.rand(shape, generator=gen, device=x.device, dtype=x.dtype) * 2 - 1
+            size = noise.flatten(1).abs().amax(1)
+        else:
+            noise = torch.randn(shape, generator=gen, device=x.device, dtype=x.dtype)
+            size = noise.flatten(1).norm(dim=1)
+        direction = noise / batch_view(size + 1e-12, noise)
+        rows = stream[todo]
+        return (x[todo] + batch_view(eps[todo], x) * direction[rows]).clamp(0, 1)
+
+    def _run_stage(self, x: Tensor, y: Tensor, eps: Tensor, start: Tensor, target: Tensor | None,
+                   seed: int) -> tuple[Tensor, Tensor]:
+        """One APGD run on (x, y); returns its adversarial iterates and which of them fool."""
+        common = dict(n_iter=self.steps, norm=_LIBRARY_NORM[self.norm], n_restarts=1,
+                      eps=batch_view(eps, x), seed=seed, device=x.device)
+        if target is None:
+            attack = APGDAttack(self.model, loss="ce", **common)
+        else:
+            attack = APGDAttack_targeted(self.model, n_target_classes=1, **common)
+            attack.y_target = target
+        attack.init_hyperparam(x)
+        with forked_rng(x.device, seed):
+            _, _, _, found = attack.attack_single_run(x, y, x_init=start)
+        found = found.detach()
+        # Our own check on the point we return (the library's acc is per iterate).
+        return found, predict(self.model, found) != y
+
+
+def _logits(model: nn.Module, x: Tensor, batch_size: int = 1024) -> Tensor:
+    with torch.no_grad():
+        return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def _reuse_upwards(x_adv: Tensor, alive: Tensor, fooled_by: Tensor, eps: Tensor,
+                   sample: Tensor, fooled: Tensor) -> None:
+    """Rows of the same sample with eps >= a newly fooled row's eps take that row's example, in
+    place: valid because x_adv[r] lies within eps[r] <= eps[r'] of the shared x. A row takes the
+    example of the smallest fooled ball of its sample (the first such row on ties)."""
+    if len(fooled) == 0:
+        return
+    n_samples = int(sample.max()) + 1
+    inf = torch.full((n_samples,), float("inf"), dtype=eps.dtype, device=eps.device)
+    smallest = inf.scatter_reduce(0, sample[fooled], eps[fooled], "amin")
+    at_smallest = fooled[eps[fooled] == smallest[sample[fooled]]]
+    source = torch.full((n_samples,), len(eps), dtype=torch.long, device=eps.device)
+    source = source.scatter_reduce(0, sample[at_smallest], at_smallest, "amin")
+    later = (alive & (eps >= smallest[sample])).nonzero().squeeze(1)
+    src = source[sample[later]]
+    x_adv[later], fooled_by[later], alive[later] = x_adv[src], fooled_by[src], False
+
+
+def ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: float | Tensor,
+             steps: int = STEPS, targets: int | None = None, seed: int | None = 0) -> Tensor:
+    """Adversarial examples of the APGD-CE + APGD-T ensemble; eps a number or per-sample (N,)."""
+    return Ensemble(model, norm=norm, steps=steps, targets=targets, seed=seed)(x, y, eps)
+
+
+def ensemble_robust(model: nn.Module, x: Tensor, y: Tensor, norm: str,
+                    eps_grid: tuple[float, ...] | list[float], seed: int | None = 0, *,
+                    steps: int = STEPS, targets: int | None = None
+                    ) -> dict[float, EnsembleResult]:
+    """Every eps of a norm's grid in one stacked pass: eps -> EnsembleResult (per sample).
+
+    robust is evaluated on the returned (projected) x_adv, so it is exactly "correct on x_adv";
+    it is non-increasing in eps per sample (see the module docstring)."""
+    check_norm(norm)
+    grid = [float(e) for e in eps_grid]
+    if not grid or len(set(grid)) != len(grid):
+        raise ConfigError(f"eps_grid must be a non-empty list of distinct eps, but got {eps_grid}")
+    n = len(x)
+    stacked_eps = torch.tensor(grid, dtype=x.dtype, device=x.device).repeat_interleave(n)
+    attack = Ensemble(model, norm=norm, steps=steps, targets=targets, seed=seed)
+    x_adv = attack(x.repeat(len(grid), *([1] * (x.ndim - 1))), y.repeat(len(grid)), stacked_eps)
+    with eval_mode(model):
+        correct = predict(model, x_adv) == y.repeat(len(grid)).to(x_adv.device)
+    fooled_by = attack.fooled_by if attack.fooled_by is not None else torch.where(
+        correct, NONE, CLEAN)
+    # A projected point that is classified correctly again is robust: say so honestly.
+    fooled_by = torch.where(correct, NONE, fooled_by)
+    return {eps: EnsembleResult(correct[i * n:(i + 1) * n], x_adv[i * n:(i + 1) * n],
+                                fooled_by[i * n:(i + 1) * n]) for i, eps in enumerate(grid)}
