@@ -20,7 +20,14 @@ from torch import nn
 from trainables.attacks import run_attack
 from trainables.audit import audit
 from trainables.data import load_dataset
-from trainables.metrics import certified_accuracy, certified_radius, layer_metrics, lipschitz, op_norm
+from trainables.metrics import (
+    certified_accuracy,
+    certified_accuracy_relaxed,
+    certified_radius,
+    layer_metrics,
+    lipschitz,
+    op_norm,
+)
 from trainables.models.adapter import AdaptedModel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -147,13 +154,18 @@ def test_cli_matches_the_projects_metrics(saved, name):
         row = next(r for r in out["robustness"] if r["norm"] == norm)
         eps = EPS[norm][0]
         assert row["certified_acc_global"] == pytest.approx(certified_accuracy(radius, eps))
+        crown = certified_accuracy_relaxed(model, x, y, norm, eps, method="crown")
+        assert row["certified_acc_crown"] == pytest.approx(crown)
+        assert row["certified_acc"] == max(crown, row["certified_acc_global"])
+        assert row["certified_method"] == ("crown" if crown >= row["certified_acc_global"]
+                                           else "global")
         x_adv = run_attack(model, x, y, name="apgd-ce", norm=norm, eps=eps, steps=10, seed=3)
         with torch.no_grad():
             robust = ((model(x_adv).argmax(1) == y) & correct).double().mean().item()
         assert row["robust_acc"] == pytest.approx(robust)
         low, high = row["robust_acc_ci"]
         assert low <= row["robust_acc"] <= high
-        assert row["certified_acc_global"] <= row["robust_acc"] <= out["clean_acc"]
+        assert row["certified_acc"] <= row["robust_acc"] <= out["clean_acc"]
 
 
 class _Block(nn.Module):
@@ -193,6 +205,7 @@ def test_unreadable_parts_are_skipped_with_reasons_and_still_attacked():
     assert out["lipschitz"]["linf"] is None
     assert "LayerNorm" in out["skipped"]["lipschitz_linf"]
     assert out["robustness"][0]["certified_acc_global"] is None
+    assert "LayerNorm" in out["skipped"]["certified_crown_linf"]
     assert out["robustness"][0]["robust_acc"] <= out["clean_acc"]
     assert [r["layer"] for r in out["layers"]] == ["1"]
     # Output not from a Linear: no certificate, but attacked and layers still read.
