@@ -56,6 +56,7 @@ def prepare_launch(options: LaunchOptions) -> Launch:
     if options.metrics_port and not options.dry_run:
         check_port_free(options.metrics_port)
     check_datasets(plan)
+    check_user_model(plan)
     return Launch(options, plan, location)
 
 
@@ -92,6 +93,15 @@ def check_datasets(plan: Plan) -> None:
                 classes=classes,
                 seed=config.seed,
             )
+
+
+def check_user_model(plan: Plan) -> None:
+    """posthoc_audit: load the user's model, weights and data once, so a bad one fails here."""
+    config = next(plan.corner_configs())
+    if config.model_factory is not None:
+        from trainables.posthoc import PosthocTrial
+
+        PosthocTrial(config)
 
 
 def _saved_options(location: RunLocation, cli: LaunchOptions) -> LaunchOptions:

@@ -17,6 +17,7 @@ import torch
 from ray import tune
 
 from sweep.spaces import trial_options
+from trainables.posthoc import PosthocTrial
 from trainables.trial import Trial
 
 # Ray logs every persisted checkpoint at INFO; one line per epoch per trial drowns the progress.
@@ -28,7 +29,8 @@ def tune_trial(config: dict[str, Any]) -> None:
     if options.get("threads"):
         # A trial's threads match its CPU request (set by the tuner); reused actors reset it too.
         torch.set_num_threads(int(options["threads"]))
-    trial = Trial(options)
+    # A user's model (posthoc_audit spaces) is compressed and audited, not trained.
+    trial = PosthocTrial(options) if options.get("model_factory") else Trial(options)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:

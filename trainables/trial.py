@@ -280,7 +280,7 @@ class Trial:
     def _compressed_copy(self) -> nn.Module:
         """The model evaluated: post-hoc compression and weight scaling act on a copy."""
         cfg = self.config
-        if cfg.compression not in ("prune_rows", "svd_truncate") and cfg.weight_scale == 1.0:
+        if not self.compression.post_hoc and cfg.weight_scale == 1.0:
             return self.model
         model = copy.deepcopy(self.model)
         with torch.no_grad():

@@ -28,6 +28,7 @@ class Compression:
 
     kind: ClassVar[str] = ""
     supports_proximal: ClassVar[bool] = False
+    post_hoc: ClassVar[bool] = False  # apply_post_hoc edits the evaluated copy
 
     def __init__(self, *, strength: float = 0.0, proximal: bool = False, keep_frac: float = 1.0):
         if not (isinstance(strength, (int, float)) and math.isfinite(strength) and strength >= 0):

@@ -15,6 +15,7 @@ class PruneRows(Compression):
     rest exactly (ties broken by index)."""
 
     kind = "prune_rows"
+    post_hoc = True
 
     @torch.no_grad()
     def apply_post_hoc(self, model: nn.Module) -> None:

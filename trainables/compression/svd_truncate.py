@@ -15,6 +15,7 @@ class SvdTruncate(Compression):
     max(1, ceil(keep_frac * min(rows, cols))); a conv's matrix is (C_out, C_in * kh * kw)."""
 
     kind = "svd_truncate"
+    post_hoc = True
 
     @torch.no_grad()
     def apply_post_hoc(self, model: nn.Module) -> None:
