@@ -43,7 +43,7 @@ FACTORIES = textwrap.dedent(
 )
 
 
-def train_and_save(out: Path, epochs: int, threads: int) -> None:
+def train_and_save(out: Path, epochs: int, threads: int, n_train: int) -> None:
     import numpy as np
     import torch
     import torch.nn.functional as F
@@ -54,9 +54,11 @@ def train_and_save(out: Path, epochs: int, threads: int) -> None:
     sys.path.insert(0, str(out))
     import bench_factories
 
-    data = load_dataset("fashion_mnist", n_train=20000, seed=0)
+    data = load_dataset("fashion_mnist", n_train=n_train, seed=0)
     np.savez(out / "fmnist_test.npz", x=data.x_test[:1000].numpy(), y=data.y_test[:1000].numpy())
     for name in ("fcn", "cnn"):
+        if (out / f"{name}.pt").exists():
+            continue
         torch.manual_seed(0)
         model = getattr(bench_factories, name)()
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -75,11 +77,12 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--n-eval", type=int, default=1000)
+    p.add_argument("--n-train", type=int, default=20000)
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_factories.py").write_text(FACTORIES)
-    if not (args.out / "cnn.pt").exists():
-        train_and_save(args.out, args.epochs, args.threads)
+    if not all((args.out / f"{n}.pt").exists() for n in ("fcn", "cnn")):
+        train_and_save(args.out, args.epochs, args.threads, args.n_train)
     repo = Path(__file__).resolve().parents[1]
     for name in ("fcn", "cnn"):
         start = time.perf_counter()

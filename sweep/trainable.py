@@ -17,8 +17,7 @@ import torch
 from ray import tune
 
 from sweep.spaces import trial_options
-from trainables.posthoc import PosthocTrial
-from trainables.trial import Trial
+from trainables.posthoc import make_trial
 
 # Ray logs every persisted checkpoint at INFO; one line per epoch per trial drowns the progress.
 logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
@@ -30,7 +29,7 @@ def tune_trial(config: dict[str, Any]) -> None:
         # A trial's threads match its CPU request (set by the tuner); reused actors reset it too.
         torch.set_num_threads(int(options["threads"]))
     # A user's model (posthoc_audit spaces) is compressed and audited, not trained.
-    trial = PosthocTrial(options) if options.get("model_factory") else Trial(options)
+    trial = make_trial(options)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:

@@ -140,6 +140,17 @@ class PosthocTrial:
         return total / seen, correct / seen
 
 
+def make_trial(config: TrialConfig | dict[str, Any]):
+    """The trial a config asks for: a PosthocTrial when it names a user's model_factory, else
+    the training trial (trainables.trial.Trial)."""
+    cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
+    if cfg.model_factory is not None:
+        return PosthocTrial(cfg)
+    from trainables.trial import Trial
+
+    return Trial(cfg)
+
+
 def compress(model: nn.Module, kind: str, keep_frac: float, input_shape, num_classes: int
              ) -> None:
     """In place, on the encoder layers the adapter finds (the head is never compressed)."""
@@ -207,4 +218,4 @@ def _result(out: dict[str, Any], cfg: TrialConfig, seconds: float, train_loss: f
     }
 
 
-__all__ = ["POSTHOC_COMPRESSIONS", "STRUCTURED", "PosthocTrial", "compress"]
+__all__ = ["POSTHOC_COMPRESSIONS", "STRUCTURED", "PosthocTrial", "compress", "make_trial"]

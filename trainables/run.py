@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     checkpoint_dir, as_json = args.pop("checkpoint_dir"), args.pop("json")
     try:
-        from trainables.trial import Trial  # torch loads only after the flags parsed
+        from trainables.posthoc import make_trial  # torch loads only after the flags parsed
 
-        trial = Trial(TrialConfig.from_dict(args))
+        trial = make_trial(TrialConfig.from_dict(args))  # --model-factory: a user's model
         if checkpoint_dir and (checkpoint_dir / "trial.pt").exists():
             trial.load(checkpoint_dir)
         if checkpoint_dir:
