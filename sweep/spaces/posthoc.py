@@ -37,7 +37,8 @@ register(
         name="posthoc_audit",
         description="your model (--set model_factory=, model_weights=, data_path=) compressed "
                     "post hoc: SVD / row pruning vs magnitude pruning over kept fractions",
-        fixed={"finetune_epochs": 0},
+        # One result per trial (iteration 1): epochs=1 makes it count as completed.
+        fixed={"finetune_epochs": 0, "epochs": 1},
         scales={
             "smoke": Scale(fixed=_EVAL_SMOKE, params={"knob": posthoc_knob((0.25,))}),
             "cpu": Scale(fixed=_EVAL_CPU,
