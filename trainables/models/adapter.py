@@ -193,7 +193,8 @@ def _module_factor(module: nn.Module, p: str, op_norm: OpNorm, node: fx.Node) ->
         return _pool_factor(module.kernel_size, module.stride, module.dilation
                             if isinstance(module, nn.MaxPool2d) else 1, p, node)
     if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-        # Global pooling (output 1x1): each output reads disjoint... one window, 1-Lipschitz.
+        # Global pooling (1x1 output): one window per channel, 1-Lipschitz in both norms; any
+        # adaptive pool is 1-Lipschitz in L-inf (each output is a mean / max of inputs).
         size = module.output_size
         if size in (1, (1, 1)) or p == "linf":
             return 1.0
