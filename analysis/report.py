@@ -93,6 +93,8 @@ def write_report(run_dir: str | os.PathLike[str], n_boot: int = 200, seed: int =
             sections.append(_frontier_per_setting(final, config, settings, n_boot, seed, out))
         sections += [_bound(tables, final, out), _trend(final, settings, out),
                      _alignment(final, config, out)]
+        if tables.runs[0].spec.get("space") == "posthoc_audit":
+            sections.insert(1, _posthoc(final, out))
     sections += [_layers(tables, out), _uap(tables, out)]
     title = f"Compressibility vs robustness: {', '.join(r.run_id for r in tables.runs)}"
     spec = tables.runs[0].spec
@@ -355,6 +357,27 @@ def _trend(final: pl.DataFrame, settings: list[str], out: _Output) -> Section:
         f"{NEAR_BEST_CLEAN * 100:g} points of the best in the group, removing the confound of "
         "clean accuracy collapsing at extreme compression. Intervals (in the CSV) are Fisher z.")
     ], None, [("Spearman rho, p-value and mean per metric", shown, out.table("trend", table))])
+
+
+def _posthoc(final: pl.DataFrame, out: _Output) -> Section:
+    from analysis.posthoc import draw_posthoc, posthoc_table, winners
+
+    title = "Post-hoc compression of your model: structured vs unstructured"
+    table = posthoc_table(final)
+    if table.height == 0:
+        return Section(title, ["Skipped: no compression / keep_frac columns in this run."])
+    path, rel = out.figure("posthoc_frontier")
+    draw_posthoc(table, path)
+    best = winners(table)
+    return Section(title, [
+        ("Robust accuracy (lowest over attacks) against the kept fraction of encoder weights: "
+         "structured (svd_truncate, prune_rows; solid) vs unstructured magnitude pruning "
+         "(per layer, global; dashed); the black line is the uncompressed model. A positive "
+         "structured_minus_unstructured means structured compression keeps more robustness "
+         "at that kept fraction.")
+    ], rel, [("Best structured vs best unstructured per kept fraction", best,
+              out.table("posthoc_winners", best)),
+             ("Every point", None, out.table("posthoc_frontier", table))])
 
 
 def _alignment(final: pl.DataFrame, config: list[str], out: _Output) -> Section:

@@ -80,6 +80,7 @@ def prepare_launch(options: LaunchOptions, given: Collection[str] | None = None)
     if options.metrics_port not in (0, DEFAULT_METRICS_PORT) and not options.dry_run:
         check_port_free(options.metrics_port)  # cheap, before the datasets load
     check_datasets(plan)
+    check_user_model(plan)
     lock = None if options.dry_run else _lock(location, options.resume)
     metrics = None
     if options.metrics_port and not options.dry_run:
@@ -221,6 +222,15 @@ def check_datasets(plan: Plan) -> None:
                 classes=classes,
                 seed=config.seed,
             )
+
+
+def check_user_model(plan: Plan) -> None:
+    """posthoc_audit: load the user's model, weights and data once, so a bad one fails here."""
+    config = next(plan.corner_configs())
+    if config.model_factory is not None:
+        from trainables.posthoc import PosthocTrial
+
+        PosthocTrial(config)
 
 
 def _saved_options(

@@ -19,7 +19,7 @@ from ray import tune
 
 from sweep.resume import CHECKPOINT_EPOCH_FILE, checkpoint_epoch_doc, restore_path
 from sweep.spaces import trial_options
-from trainables.trial import Trial
+from trainables.posthoc import make_trial
 
 # Ray logs every persisted checkpoint at INFO; one line per epoch per trial drowns the progress.
 logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
@@ -30,7 +30,8 @@ def tune_trial(config: dict[str, Any]) -> None:
     if options.get("threads"):
         # A trial's threads match its CPU request (set by the tuner); reused actors reset it too.
         torch.set_num_threads(int(options["threads"]))
-    trial = Trial(options)
+    # A user's model (posthoc_audit spaces) is compressed and audited, not trained.
+    trial = make_trial(options)
     checkpoint = tune.get_checkpoint()
     if checkpoint is None and restore_path(config):  # a resumed run's trial (sweep/resume.py)
         checkpoint = tune.Checkpoint(restore_path(config))

@@ -106,6 +106,12 @@ class TrialConfig:
     seed: int = 0
     device: str = "cpu"  # "cpu", "cuda", or "auto" (cuda when available)
     threads: int | None = None  # torch intra-op threads; None leaves torch's default
+    # post-hoc audit of a user's model (trainables.posthoc): set model_factory to load it instead
+    # of training ours; keep_frac then counts kept encoder weights for every compression
+    model_factory: str | None = None  # "MODULE:FACTORY" (on PYTHONPATH) or "/abs/file.py:FACTORY"
+    model_weights: str | None = None  # absolute path of a torch.save'd state_dict
+    data_path: str | None = None  # absolute .npz with x, y (eval), optional x_train, y_train
+    finetune_epochs: int = 0  # projected fine-tuning epochs after compression
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrialConfig:
@@ -155,6 +161,8 @@ class TrialConfig:
                 _at_least(name, getattr(self, name), 1)
         _at_least("r_emp_samples", self.r_emp_samples, 0)
         _at_least("pretrain_epochs", self.pretrain_epochs, 0)
+        _at_least("finetune_epochs", self.finetune_epochs, 0)
+        _check_user_model(self)
         for name in ("strength", "at_eps", "weight_decay", "momentum"):
             if not (getattr(self, name) >= 0):
                 raise ConfigError(f"{name} must be >= 0, but got {getattr(self, name)}")
@@ -187,6 +195,30 @@ class TrialConfig:
             raise ConfigError("compression 'rank' needs rank set (explicit rank of hidden layers)")
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, but got {self.device!r}")
+
+
+def _check_user_model(cfg: TrialConfig) -> None:
+    """Paths must be absolute: Ray workers run in their own directories."""
+    for name in ("model_weights", "data_path"):
+        value = getattr(cfg, name)
+        if value is not None and (not isinstance(value, str) or not value.startswith("/")):
+            raise ConfigError(
+                f"{name} must be an absolute path (Ray workers run elsewhere), but got {value!r}"
+            )
+        if value is not None and cfg.model_factory is None:
+            raise ConfigError(f"{name} is only used with model_factory; set model_factory too")
+    factory = cfg.model_factory
+    if factory is not None:
+        module, sep, attr = factory.partition(":") if isinstance(factory, str) else ("", "", "")
+        if not (sep and module and attr.isidentifier()) or (
+            module.endswith(".py") and not module.startswith("/")
+        ):
+            raise ConfigError(
+                "model_factory must be MODULE:FACTORY (MODULE on PYTHONPATH) or "
+                f"/absolute/file.py:FACTORY, but got {factory!r}"
+            )
+    elif cfg.finetune_epochs:
+        raise ConfigError("finetune_epochs is only used with model_factory; set model_factory")
 
 
 _TUPLE_FIELDS = {"norms", "eps_linf", "eps_l2", "classes", "pretrain_classes"}

@@ -67,9 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         config = TrialConfig.from_dict(args)
         if checkpoint_dir:
             check_checkpoint_dir(checkpoint_dir)
-        from trainables.trial import CHECKPOINT_FILE, Trial  # torch loads after the cheap checks
+        from trainables.posthoc import make_trial  # torch loads only after the cheap checks
+        from trainables.trial import CHECKPOINT_FILE
 
-        trial = Trial(config)
+        trial = make_trial(config)  # --model-factory: a user's model
         if checkpoint_dir and (checkpoint_dir / CHECKPOINT_FILE).exists():
             trial.load(checkpoint_dir)
         if checkpoint_dir:

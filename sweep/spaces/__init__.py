@@ -5,6 +5,7 @@ from sweep.spaces import (  # noqa: F401
     adversarial,
     mechanism,
     neuron,
+    posthoc,
     smoke,
     spectral,
     transfer,

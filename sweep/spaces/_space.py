@@ -207,6 +207,8 @@ class Space:
     scales: Mapping[str, Scale]
     fixed: Mapping[str, Any] = field(default_factory=dict)
     objective: str = "spectral_comp"
+    # Options the launch must give (--set KEY=VALUE), e.g. the user's model of posthoc_audit.
+    required: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fixed", MappingProxyType(dict(self.fixed)))
@@ -232,6 +234,12 @@ class Space:
                 f"space {self.name} has no scale {scale!r}; choose one of {sorted(self.scales)}"
             )
         s = self.scales[scale]
+        missing = [k for k in self.required if overrides is not None and k not in overrides]
+        if missing:
+            raise ConfigError(
+                f"space {self.name} needs {', '.join(f'--set {k}=...' for k in missing)}; "
+                "see its description (--list-spaces)"
+            )
         fixed = {**self.fixed, **s.fixed, **(overrides or {})}
         params = {k: v for k, v in s.params.items() if k not in (overrides or {})}
         plan = Plan(

@@ -30,11 +30,14 @@ def is_low_rank(layer: nn.Module) -> bool:
 
 @torch.no_grad()
 def zero_rows(layer: nn.Module, drop: torch.Tensor) -> None:
-    """Set the effective rows (neurons / filters) where drop is True to exactly zero."""
+    """Set the effective rows (neurons / filters) where drop is True to exactly zero, and their
+    biases where the layer has one (a user's model): a pruned neuron then outputs nothing."""
     if is_low_rank(layer):
         layer.zero_rows_(drop)
     else:
         layer.weight[drop] = 0.0
+    if getattr(layer, "bias", None) is not None:
+        layer.bias[drop] = 0.0
 
 
 @torch.no_grad()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from trainables.compression._base import Compression
 from trainables.compression.group_lasso import GroupLasso
 from trainables.compression.l1 import L1Penalty
+from trainables.compression.magnitude import MagnitudeGlobal, MagnitudeLayer
 from trainables.compression.none import NoCompression
 from trainables.compression.nuclear import NuclearNorm
 from trainables.compression.prune_rows import PruneRows
@@ -26,6 +27,8 @@ COMPRESSION_KINDS: dict[str, type[Compression]] = {
         PruneRows,
         SvdTruncate,
         SpectralRatio,
+        MagnitudeGlobal,
+        MagnitudeLayer,
     )
 }
 
