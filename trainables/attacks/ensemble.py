@@ -90,6 +90,9 @@ class Ensemble(Attack):
         self.steps, self.targets = steps, targets
         self.fooled_by: Tensor | None = None
         self.stage_sizes: list[tuple[str, int]] = []
+        # Rows proven robust beforehand (a sound certificate at that row's eps): attacking them
+        # cannot find anything, so they are left out of every stage. Set per call by the caller.
+        self.proven: Tensor | None = None
 
     def _n_targets(self, x: Tensor) -> int:
         classes = num_classes(self.model, x)
@@ -122,6 +125,8 @@ class Ensemble(Attack):
         fooled_by[clean_logits.argmax(1) != y] = CLEAN
         # alive: still to attack (correct so far, eps > 0; eps = 0 rows are simply x).
         alive = (fooled_by == NONE) & (eps > 0)
+        if self.proven is not None:
+            alive &= ~self.proven.to(alive.device)
         order = clean_logits.sort(dim=1)[1]  # the library's target choice: -2, -3, ... columns
         self.stage_sizes = []
         for stage, seed in enumerate(seeds):
@@ -204,12 +209,18 @@ def ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: float | 
 
 def ensemble_robust(model: nn.Module, x: Tensor, y: Tensor, norm: str,
                     eps_grid: tuple[float, ...] | list[float], seed: int | None = 0, *,
-                    steps: int = STEPS, targets: int | None = None
+                    steps: int = STEPS, targets: int | None = None,
+                    proven: dict[float, Tensor] | None = None,
                     ) -> dict[float, EnsembleResult]:
     """Every eps of a norm's grid in one stacked pass: eps -> EnsembleResult (per sample).
 
     robust is evaluated on the returned (projected) x_adv, so it is exactly "correct on x_adv";
-    it is non-increasing in eps per sample (see the module docstring)."""
+    it is non-increasing in eps per sample (see the module docstring).
+
+    proven: eps -> bool (N,) of samples a sound certificate proves robust at that eps (e.g.
+    trainables.metrics.certified_mask). They are not attacked, which changes nothing but the
+    cost: no attack can fool a certified sample, and every other sample's result is the same
+    because random starts are drawn per sample."""
     check_norm(norm)
     grid = [float(e) for e in eps_grid]
     if not grid or len(set(grid)) != len(grid):
@@ -217,6 +228,9 @@ def ensemble_robust(model: nn.Module, x: Tensor, y: Tensor, norm: str,
     n = len(x)
     stacked_eps = torch.tensor(grid, dtype=x.dtype, device=x.device).repeat_interleave(n)
     attack = Ensemble(model, norm=norm, steps=steps, targets=targets, seed=seed)
+    if proven is not None:
+        attack.proven = torch.cat([proven.get(eps, torch.zeros(n, dtype=torch.bool)).to(x.device)
+                                   for eps in grid])
     x_adv = attack(x.repeat(len(grid), *([1] * (x.ndim - 1))), y.repeat(len(grid)), stacked_eps)
     with eval_mode(model):
         correct = predict(model, x_adv) == y.repeat(len(grid)).to(x_adv.device)
