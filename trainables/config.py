@@ -287,4 +287,5 @@ def _at_least(name: str, value: Any, low: int) -> None:
 _FIELD_KINDS = _field_kinds()
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrialConfig)}
 
-__all__ = ["ATTACKS", "COMPRESSIONS", "DATASETS", "MODELS", "TrialConfig", "registered"]
+# DATASETS, MODELS, COMPRESSIONS and ATTACKS resolve through __getattr__ (see _REGISTRIES).
+__all__ = ["TrialConfig", "registered"]

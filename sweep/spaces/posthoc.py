@@ -15,7 +15,7 @@ dataset).
 from __future__ import annotations
 
 from sweep.spaces._registry import register
-from sweep.spaces._space import Cases, Grid, Scale, Space
+from sweep.spaces._space import Cases, Scale, Space
 
 METHODS = ("svd_truncate", "prune_rows", "magnitude_layer", "magnitude_global")
 

@@ -4,37 +4,16 @@ from __future__ import annotations
 
 import gzip
 import pickle
-import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tests.trainables.dataset_files import make_cifar_dir, make_idx_dir, write_idx
 from trainables.config import DATASETS
 from trainables.data import DATASET_SOURCES, load_dataset
 from trainables.data._idx import read_idx
 from trainables.errors import ConfigError, DatasetNotFoundError
-
-
-def write_idx(path: Path, array: np.ndarray, type_code: int, compress: bool) -> None:
-    header = bytes([0, 0, type_code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-    path.write_bytes(gzip.compress(payload) if compress else payload)
-
-
-def make_idx_dir(root: Path, compress: bool, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    arrays = {
-        "train-images-idx3-ubyte": rng.integers(0, 256, (7, 5, 4), dtype=np.uint8),
-        "train-labels-idx1-ubyte": rng.integers(0, 10, 7, dtype=np.uint8),
-        "t10k-images-idx3-ubyte": rng.integers(0, 256, (3, 5, 4), dtype=np.uint8),
-        "t10k-labels-idx1-ubyte": rng.integers(0, 10, 3, dtype=np.uint8),
-    }
-    root.mkdir(parents=True, exist_ok=True)
-    for stem, array in arrays.items():
-        write_idx(root / (stem + (".gz" if compress else "")), array, 0x08, compress)
-    return arrays
 
 
 def as_bytes(x: torch.Tensor) -> np.ndarray:
@@ -92,22 +71,6 @@ def test_garbage_and_truncated_files_are_one_line_dataset_errors(tmp_path, conte
     with pytest.raises(DatasetNotFoundError, match=message) as caught:
         load_dataset("mnist", data_dir=str(tmp_path))
     assert "\n" not in str(caught.value) and "train-images" in str(caught.value)
-
-
-def make_cifar_dir(root: Path) -> tuple[np.ndarray, list[int], np.ndarray, list[int]]:
-    rng = np.random.default_rng(1)
-    root.mkdir(parents=True, exist_ok=True)
-    train_x, train_y = [], []
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        x = rng.integers(0, 256, (2, 3072), dtype=np.uint8)
-        y = [int(v) for v in rng.integers(0, 10, 2)]
-        batch = {b"batch_label": name.encode(), b"labels": y, b"data": x, b"filenames": [b"a", b"b"]}
-        with (root / name).open("wb") as f:
-            pickle.dump(batch, f, protocol=2)
-        if name != "test_batch":
-            train_x.append(x)
-            train_y += y
-    return np.concatenate(train_x), train_y, x, y
 
 
 @pytest.mark.parametrize("nested", [False, True])
