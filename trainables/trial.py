@@ -12,6 +12,16 @@ Contract used by sweep/ (the Ray trainable is a thin wrapper):
 dicts, empty on epochs that are not evaluated; the headline scalars then carry the last evaluated
 values). A trial whose training loss goes non-finite yields one result with diverged=True and
 stops. Same config and seed give the same results on CPU.
+
+Final evaluation protocol (the last epoch, the one the trial reports as final; off with
+final_attack="none"): on the first n_eval_final test samples, per (norm, eps), rows for
+cfg.attack and for cfg.final_attack (the "ensemble": APGD-CE then APGD-T on survivors, every eps
+of a norm in one stacked batch), plus the linear-relaxation certificate (cfg.certify), exact MILP
+verification on exact_samples samples (one-hidden-layer FCN, L-inf) and the radius ratios. One
+clean forward and one r_cert per norm serve every row. The final attack's row counts a sample
+robust only if it survives every attack run on it (cfg.attack's example stands where the final
+attack's does not fool), so per sample certified (global) <= certified (relaxed) <= exact <=
+attacked <= clean, and the headline robust_acc is that row's. Other epochs: cfg.attack on n_eval.
 """
 
 from __future__ import annotations
