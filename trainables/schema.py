@@ -170,7 +170,9 @@ ROBUSTNESS_COLUMNS: dict[str, str] = {
     "bound_gap": "float64",  # G_p * ||C||_{p->p} * Lhat_p * eps (a certificate)
     "align_est_gap": "float64",  # G_p * mean_x ||J(x)||_{p->p} * eps (estimate, not a bound)
     "first_order_gap": "float64",  # eps * mean_x ||grad_x CE||_q (estimate, not a bound)
-    "median_r_emp": "float64",  # median minimal adversarial eps found by bisection (this norm)
+    # median minimal adversarial eps found by bisection (this norm); at the final epoch also
+    # capped per sample by the smallest grid eps at which the final attack fooled it
+    "median_r_emp": "float64",
     "median_r_cert": "float64",  # median certified radius (this norm)
     "align_top": "float64",  # mean |<u_top, delta>|/||delta||_2 for the first layer's top direction
     "align_rest": "float64",  # same, mean over the other directions (the baseline)

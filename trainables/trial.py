@@ -359,6 +359,10 @@ class Trial:
                       clean_correct: torch.Tensor) -> dict[float, dict[str, Any]]:
         """eps -> the final epoch's certificate columns (linear relaxation, exact) of one norm."""
         cfg = self.config
+        device = x.device
+        # The bounds are computed on the CPU in float64 from the weights: a CPU copy of the model.
+        model = model if device.type == "cpu" else copy.deepcopy(model).cpu()
+        x, y = x.cpu(), y.cpu()
         m = min(cfg.r_emp_samples, len(x))
         extras: dict[float, dict[str, Any]] = {}
         ratio, median_relaxed = float("nan"), float("nan")
@@ -375,8 +379,8 @@ class Trial:
             row: dict[str, Any] = {"median_r_cert_relaxed": median_relaxed,
                                    "cert_ratio_relaxed": ratio}
             if cfg.certify != "none":
-                mask = certified_mask(model, x, y, norm, float(eps), cfg.certify).to(x.device)
-                mask = mask | (r_cert > eps).to(x.device)  # the union of two sound certificates
+                mask = certified_mask(model, x, y, norm, float(eps), cfg.certify)
+                mask = mask | (r_cert > eps).cpu()  # the union of two sound certificates
                 row.update(_accuracy("certified_acc_relaxed", mask),
                            certified_method=cfg.certify)
             if k:
@@ -478,8 +482,7 @@ def _fooled_at(model: nn.Module, strong: dict[float, torch.Tensor], x: torch.Ten
     found = torch.where(model(x).argmax(1) == y, math.inf, 0.0).double()
     for eps, x_adv in strong.items():
         fooled = model(x_adv[: len(x)]).argmax(1) != y
-        found = torch.where(fooled, torch.minimum(found, torch.tensor(float(eps),
-                                                                     dtype=found.dtype)), found)
+        found = torch.where(fooled, found.clamp(max=float(eps)), found)
     return found
 
 
