@@ -134,3 +134,37 @@ def test_final_protocol_can_be_switched_off_and_validates():
                       ({"exact_samples": -1}, "exact_samples")):
         with pytest.raises(ConfigError, match=word):
             TrialConfig.from_dict({**SMOKE, **bad})
+
+
+def test_final_rows_round_trip_through_the_store_and_the_report_views(smoke_results, tmp_path):
+    """The real trial's rows, written by the sweep's ResultStore and read by the analysis: typed
+    columns, and the final view picks the final protocol's row with its interval."""
+    import json
+
+    from analysis import load
+    from analysis.bound import radius_comparison
+    from analysis.views import final_robustness
+    from sweep.store import ResultStore
+
+    store = ResultStore(str(tmp_path / "store"), run_id="r1", hyperparameters={"compression": "str"})
+    store.open()
+    for result in smoke_results:
+        store.add_result("t1", result)
+    store.set_trial({"trial_id": "t1", "status": "completed", "compression": "none",
+                     "iterations": 2, "clean_acc": smoke_results[-1]["clean_acc"],
+                     "robust_acc": smoke_results[-1]["robust_acc"]})
+    store.close()
+    (tmp_path / "run.json").write_text(json.dumps({"run_id": "r1", "space": "s",
+                                                   "scale": "smoke"}))
+    tables = load(tmp_path)
+    final = final_robustness(tables).collect()
+    rows = {(r["norm"], r["eps"], r["attack"]): r for r in smoke_results[-1]["robustness"]}
+    assert final.height == 4
+    for row in final.iter_rows(named=True):
+        strongest = min((r for k, r in rows.items() if k[:2] == (row["norm"], row["eps"])),
+                        key=lambda r: r["robust_acc"])
+        assert row["robust_acc"] == pytest.approx(strongest["robust_acc"])
+        assert row["robust_acc_lo"] == pytest.approx(strongest["robust_acc_lo"])
+        assert row["n_eval"] == SMOKE["n_eval_final"]
+        assert row["certified_acc_relaxed"] == pytest.approx(strongest["certified_acc_relaxed"])
+    assert set(radius_comparison(final)["certificate"]) == {"global", "relaxed"}
