@@ -47,7 +47,7 @@ from trainables.attacks import (
 )
 from trainables import schema
 from trainables.compression import get_compression, scale_encoder
-from trainables.attacks.ensemble import ensemble_robust
+from trainables.attacks.ensemble import Ensemble
 from trainables.config import NO_FINAL, TrialConfig
 from trainables.data import load_dataset
 from trainables.errors import CheckpointError, SweepError
@@ -286,13 +286,14 @@ class Trial:
         clean_logits = estimates.logits.to(x.device, torch.float32)
         clean_loss = F.cross_entropy(clean_logits, y).item()
         clean_correct = clean_logits.argmax(1) == y
-        strong = self._final_attack(model, x, y, norm, eps_grid) if final else {}
+        certified = self._relaxed_certified(model, x, y, norm, eps_grid, r_cert) if final else {}
+        strong = self._final_attack(model, x, y, norm, eps_grid, certified) if final else {}
         if strong and m:
             # A sample the strong attack fools at a grid eps has r_emp <= that eps.
             fooled_at = _fooled_at(model, strong, x[:m], y[:m])
             r_emp = torch.minimum(r_emp, fooled_at.to(r_emp.device, r_emp.dtype))
-        extras = (self._final_extras(model, x, y, norm, eps_grid, r_cert, r_emp, clean_correct)
-                  if final else {eps: {} for eps in eps_grid})
+        extras = (self._final_extras(model, x, y, norm, eps_grid, r_cert, r_emp, clean_correct,
+                                     certified) if final else {eps: {} for eps in eps_grid})
         common = {
             "norm": norm, "clean_loss": clean_loss, **_accuracy("clean_acc", clean_correct),
             "median_r_emp": _median(r_emp), "median_r_cert": _median(r_cert),
@@ -338,25 +339,58 @@ class Trial:
                 })
         return rows + final_rows
 
+    def _relaxed_certified(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str,
+                           eps_grid: tuple[float, ...], r_cert: torch.Tensor
+                           ) -> dict[float, torch.Tensor]:
+        """eps -> bool (N,) on x's device: certified by the linear relaxation (cfg.certify) or the
+        global product, the union of two sound certificates ({} when certify is "none")."""
+        cfg = self.config
+        if cfg.certify == "none":
+            return {}
+        # The bounds are computed on the CPU in float64 from the weights: a CPU copy of the model.
+        cpu = model if x.device.type == "cpu" else copy.deepcopy(model).cpu()
+        return {eps: (certified_mask(cpu, x.cpu(), y.cpu(), norm, float(eps), cfg.certify)
+                      | (r_cert > eps).cpu()).to(x.device) for eps in eps_grid}
+
     def _final_attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str,
-                      eps_grid: tuple[float, ...]) -> dict[float, torch.Tensor]:
+                      eps_grid: tuple[float, ...], certified: dict[float, torch.Tensor]
+                      ) -> dict[float, torch.Tensor]:
         """eps -> adversarial examples of cfg.final_attack ({} when it is cfg.attack itself: its
-        rows are then the per-epoch attack's). The ensemble runs every eps in one stacked batch,
-        attacking only the samples still robust."""
+        rows are then the per-epoch attack's). Certified (sample, eps) pairs are not attacked
+        (no attack can fool them; their example is x itself). The ensemble runs every other pair
+        of all eps in one stacked batch (as ensemble_robust does), attacking only the samples
+        still robust after each stage."""
         cfg = self.config
         if cfg.final_attack in (cfg.attack, NO_FINAL):
             return {}
         grid = [float(e) for e in eps_grid]
+        todo = {eps: (~certified[eps]).nonzero().squeeze(1) if certified
+                else torch.arange(len(x), device=x.device) for eps in grid}
+        out = {eps: x.clone() for eps in grid}
         if cfg.final_attack == "ensemble":
-            found = ensemble_robust(model, x, y, norm, grid, seed=self._attack_seed())
-            return {eps: found[eps].x_adv for eps in grid}
-        return {eps: run_attack(model, x, y, name=cfg.final_attack, norm=norm, eps=eps,
-                                steps=cfg.attack_steps, restarts=cfg.attack_restarts,
-                                seed=self._attack_seed()) for eps in grid}
+            rows = torch.cat([todo[eps] for eps in grid])
+            budgets = torch.cat([torch.full((len(todo[eps]),), eps, dtype=x.dtype,
+                                            device=x.device) for eps in grid])
+            seed = self._attack_seed()
+            if len(rows):
+                found = Ensemble(model, norm=norm, seed=seed)(x[rows], y[rows], budgets)
+                start = 0
+                for eps in grid:
+                    out[eps][todo[eps]] = found[start:start + len(todo[eps])]
+                    start += len(todo[eps])
+            return out
+        for eps in grid:
+            seed = self._attack_seed()
+            if len(todo[eps]):
+                out[eps][todo[eps]] = run_attack(
+                    model, x[todo[eps]], y[todo[eps]], name=cfg.final_attack, norm=norm,
+                    eps=eps, steps=cfg.attack_steps, restarts=cfg.attack_restarts, seed=seed)
+        return out
 
     def _final_extras(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str,
                       eps_grid: tuple[float, ...], r_cert: torch.Tensor, r_emp: torch.Tensor,
-                      clean_correct: torch.Tensor) -> dict[float, dict[str, Any]]:
+                      clean_correct: torch.Tensor, certified: dict[float, torch.Tensor]
+                      ) -> dict[float, dict[str, Any]]:
         """eps -> the final epoch's certificate columns (linear relaxation, exact) of one norm."""
         cfg = self.config
         device = x.device
@@ -378,10 +412,8 @@ class Trial:
         for eps in eps_grid:
             row: dict[str, Any] = {"median_r_cert_relaxed": median_relaxed,
                                    "cert_ratio_relaxed": ratio}
-            if cfg.certify != "none":
-                mask = certified_mask(model, x, y, norm, float(eps), cfg.certify)
-                mask = mask | (r_cert > eps).cpu()  # the union of two sound certificates
-                row.update(_accuracy("certified_acc_relaxed", mask),
+            if certified:
+                row.update(_accuracy("certified_acc_relaxed", certified[eps]),
                            certified_method=cfg.certify)
             if k:
                 robust, unknown = exact_robust_mask(model, x[:k], y[:k], float(eps))
