@@ -168,3 +168,16 @@ def test_final_rows_round_trip_through_the_store_and_the_report_views(smoke_resu
         assert row["n_eval"] == SMOKE["n_eval_final"]
         assert row["certified_acc_relaxed"] == pytest.approx(strongest["certified_acc_relaxed"])
     assert set(radius_comparison(final)["certificate"]) == {"global", "relaxed"}
+
+
+def test_a_sample_is_robust_only_if_it_survives_every_attack(monkeypatch):
+    """With a final attack that finds nothing (it returns x), the final rows must still count
+    the per-epoch attack's successes: their robust accuracy is then exactly the PGD rows'."""
+    monkeypatch.setattr(Trial, "_final_attack",
+                        lambda self, model, x, y, norm, grid, certified: {
+                            float(e): x.clone() for e in grid})
+    rows = list(Trial({**SMOKE, "epochs": 1, "exact_samples": 0}).epochs())[-1]["robustness"]
+    by = {(r["norm"], r["eps"], r["attack"]): r["robust_acc"] for r in rows}
+    pairs = [(v, by[(n, e, "pgd")]) for (n, e, a), v in by.items() if a == "ensemble"]
+    assert len(pairs) == 4 and all(final == pgd for final, pgd in pairs)
+    assert any(pgd < max(r["clean_acc"] for r in rows) for _, pgd in pairs)  # PGD found some
