@@ -54,6 +54,9 @@ def main() -> None:
                   f"{r['certified_acc']:.3f}       {r['certified_acc_relaxed']:.3f}        "
                   f"{100 * (f['robust_acc'] - r['certified_acc_relaxed']):5.1f}     "
                   f"{r['cert_ratio_global']:.3f}      {r['cert_ratio_relaxed']:.3f}")
+            if r["n_exact"]:
+                print(f"      exact (MILP) on the first {r['n_exact']}: robust "
+                      f"{r['exact_acc']:.3f}, undecided {r['exact_unknown']}")
 
 
 if __name__ == "__main__":
