@@ -77,3 +77,42 @@ def _ratio_summary(values: np.ndarray, measured: np.ndarray) -> dict[str, float]
         "ratio_min": float(ratio.min()),
         "ratio_max": float(ratio.max()),
     }
+
+
+# Radii per (trial, norm) of the final protocol: (certified radius column, its ratio column).
+RADII: dict[str, tuple[str, str]] = {
+    "global": ("median_r_cert", "cert_ratio_global"),
+    "relaxed": ("median_r_cert_relaxed", "cert_ratio_relaxed"),
+}
+
+
+def radius_comparison(final: pl.LazyFrame, level: float = 0.95) -> pl.DataFrame:
+    """The scale-free theory comparison, per norm and certificate (global Lipschitz product,
+    linear relaxation): the median over trials of each trial's median per-sample r_cert / r_emp
+    (r_emp from the strongest attack), and the Spearman correlation across trials of the median
+    certified radius with the median r_emp. Radii and accuracies are scale-free (a bias-free ReLU
+    network's decisions do not change when its weights are scaled); the loss-gap bound and the
+    CE gap are not. Empty when no trial has the columns."""
+    needed = ["median_r_emp", *[c for pair in RADII.values() for c in pair]]
+    frame = final.collect() if isinstance(final, pl.LazyFrame) else final
+    if not all(c in frame.columns for c in needed):
+        return pl.DataFrame()
+    # Radii are per (trial, norm): the same on every eps row.
+    per_trial = (frame.group_by("run_id", "trial_id", "norm")
+                 .agg(pl.col(needed).fill_nan(None).max()))
+    rows = []
+    for norm in sorted(per_trial["norm"].unique().to_list()):
+        part = per_trial.filter(pl.col("norm") == norm)
+        for certificate, (radius, ratio) in RADII.items():
+            ratios = part[ratio].drop_nulls()
+            if ratios.len() == 0:
+                continue
+            pairs = part.select(radius, "median_r_emp").drop_nulls().filter(
+                pl.col("median_r_emp").is_finite() & pl.col(radius).is_finite())
+            corr = spearman(pairs[radius].to_numpy(), pairs["median_r_emp"].to_numpy(), level)
+            rows.append({"norm": norm, "certificate": certificate, "n_trials": ratios.len(),
+                         "median_ratio": float(ratios.median()),
+                         "ratio_min": float(ratios.min()), "ratio_max": float(ratios.max()),
+                         "spearman_r": corr.r, "spearman_ci_low": corr.ci_low,
+                         "spearman_ci_high": corr.ci_high})
+    return pl.DataFrame(rows)

@@ -26,7 +26,7 @@ from analysis.labels import label
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
           "#7f7f7f", "#bcbd22", "#17becf")
 HOVER_METRICS = ("final_clean_acc", "clean_acc", "robust_acc", "certified_acc",
-                 "certified_acc_crown", "measured_gap", "bound_gap")
+                 "certified_acc_relaxed", "measured_gap", "bound_gap")
 FIGURE_HEIGHT = 420
 
 
@@ -90,7 +90,7 @@ def ra_vs_comp(final: pl.DataFrame, curves: pl.DataFrame | None, measure: str,
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[_title(p) for p in panels],
                         horizontal_spacing=0.08, vertical_spacing=0.12 / max(1, rows - 1) + 0.05)
     knobs = sorted(final["knob"].unique().to_list())
-    crown = "certified_acc_crown" in final.columns
+    relaxed = "certified_acc_relaxed" in final.columns
     for i, labels in enumerate(panels):
         r, c = divmod(i, cols)
         part = _match(final, labels)
@@ -99,7 +99,11 @@ def ra_vs_comp(final: pl.DataFrame, curves: pl.DataFrame | None, measure: str,
             if sub.height == 0:
                 continue
             ra = sub["robust_acc"].to_numpy()
-            cert = sub["certified_acc"].fill_nan(None).fill_null(strategy="zero").to_numpy()
+            # The bar's lower end: the linear-relaxation certificate where computed (tighter).
+            cert = sub["certified_acc"].fill_nan(None)
+            if relaxed:
+                cert = sub["certified_acc_relaxed"].fill_nan(None).fill_null(cert)
+            cert = cert.fill_null(strategy="zero").to_numpy()
             fig.add_trace(go.Scatter(
                 x=sub[measure], y=ra, mode="markers", name=f"{knob}: attacked RA",
                 legendgroup=knob, showlegend=i == 0, marker={"color": color, "size": 8},
@@ -108,10 +112,10 @@ def ra_vs_comp(final: pl.DataFrame, curves: pl.DataFrame | None, measure: str,
                          "thickness": 1},
                 text=hover_text(sub, hyperparameters, [measure]),
                 hovertemplate="%{text}<extra></extra>"), row=r + 1, col=c + 1)
-            if crown and sub["certified_acc_crown"].is_finite().any():
+            if relaxed and sub["certified_acc_relaxed"].is_finite().any():
                 fig.add_trace(go.Scatter(
-                    x=sub[measure], y=sub["certified_acc_crown"], mode="markers",
-                    name=f"{knob}: certified (CROWN)", legendgroup=knob, showlegend=i == 0,
+                    x=sub[measure], y=sub["certified_acc_relaxed"], mode="markers",
+                    name=f"{knob}: certified (linear relaxation)", legendgroup=knob, showlegend=i == 0,
                     marker={"color": color, "symbol": "triangle-down-open", "size": 7},
                     hoverinfo="skip"), row=r + 1, col=c + 1)
             if curves is not None and curves.height:

@@ -30,6 +30,17 @@ UAP_ATTACK = "uap"
 ANALYSED_STATUSES: tuple[str, ...] = (schema.COMPLETED,)
 
 _TRIAL_KEYS = ["run_id", "trial_id"]
+# Taken from the strongest attack's row of a (trial, norm, eps).
+_OF_STRONGEST = ("robust_acc_lo", "robust_acc_hi", "n_eval")
+# Certificates and radii of the final protocol: one value per (trial, norm, eps), on every row.
+_CERTIFICATES = ("certified_acc_lo", "certified_acc_hi", "certified_acc_relaxed",
+                 "certified_acc_relaxed_lo", "certified_acc_relaxed_hi", "median_r_cert_relaxed",
+                 "cert_ratio_global", "cert_ratio_relaxed", "exact_acc", "n_exact",
+                 "exact_unknown")
+_NAN_IS_NULL = ("robust_acc_lo", "robust_acc_hi", "clean_acc_lo", "clean_acc_hi",
+                "certified_acc_lo", "certified_acc_hi", "certified_acc_relaxed",
+                "certified_acc_relaxed_lo", "certified_acc_relaxed_hi", "median_r_cert_relaxed",
+                "cert_ratio_global", "cert_ratio_relaxed", "exact_acc")
 
 
 def config_columns(tables: Tables) -> list[str]:
@@ -75,15 +86,23 @@ def final_robustness(
     tables: Tables, statuses: Sequence[str] = ANALYSED_STATUSES
 ) -> pl.LazyFrame:
     """One row per (trial, norm, eps) at the trial's last evaluated iteration, attacks combined:
-    robust_acc is the lowest over attacks (each is an upper bound on true robust accuracy),
-    certified_acc the highest certificate, measured_gap the largest CE gap; UAP rows excluded."""
+    robust_acc is the strongest attack's (the lowest; each is an upper bound on true robust
+    accuracy), with that row's interval, sample count and name (strongest_attack); certified_acc
+    and certified_acc_relaxed the highest certificates, measured_gap the largest CE gap; UAP rows
+    excluded. Columns a store predates read as null (NaN "not computed" too)."""
+    strongest = pl.col("robust_acc")
     return (
         tables.robustness
         .filter(pl.col("attack") != UAP_ATTACK)
         .filter(pl.col("iteration") == pl.col("iteration").max().over(_TRIAL_KEYS))
+        .with_columns(pl.col(c).fill_nan(None) for c in _NAN_IS_NULL)
         .group_by([*_TRIAL_KEYS, "iteration", "norm", "eps"])
         .agg(
             pl.col("robust_acc").min(),
+            *[pl.col(c).sort_by(strongest).first() for c in _OF_STRONGEST],
+            pl.col("attack").sort_by(strongest).first().alias("strongest_attack"),
+            *[pl.col(c).max() for c in _CERTIFICATES],
+            *[pl.col(c).mean() for c in ("clean_acc_lo", "clean_acc_hi")],
             pl.col("certified_acc").max(),
             pl.col("clean_acc").mean(),
             pl.col("measured_gap").max(),

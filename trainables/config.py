@@ -18,6 +18,8 @@ from trainables.errors import ConfigError
 from trainables.schema import NORMS
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+CERTIFY_METHODS = ("crown", "ibp", "none")  # trainables.metrics._relax.METHODS, plus "none"
+NO_FINAL = "none"
 
 # Variant names are owned by the registries (one module plus one registry line adds a variant).
 # The registries import torch and this module must not: sweep.spaces, the launcher and the
@@ -81,6 +83,12 @@ class TrialConfig:
     r_emp_samples: int = 64  # samples whose minimal adversarial eps is found by bisection
     uap: bool = False  # also report universal-perturbation fooling rate
     eval_every: int = 1  # attack / certify every n epochs (and always at the last)
+    # final evaluation protocol, at the last epoch (trainables/trial.py): `attack` and
+    # `final_attack` on the same first n_eval_final samples, plus the linear-relaxation certificate
+    final_attack: str = "ensemble"  # any registered attack, or "none" (no final protocol)
+    n_eval_final: int | None = None  # None: n_eval
+    certify: str = "crown"  # linear relaxation: "crown" (best of CROWN/IBP/global), "ibp", "none"
+    exact_samples: int = 0  # MILP exact verification (one-hidden-layer FCN, L-inf); 0: off
     # adversarial training
     at_eps: float = 0.0  # 0 disables adversarial training
     at_norm: str = "linf"
@@ -144,6 +152,8 @@ class TrialConfig:
         _one_of("compression", self.compression, registered("COMPRESSIONS"))
         _one_of("attack", self.attack, registered("ATTACKS"))
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
+        _one_of("final_attack", self.final_attack, (*registered("ATTACKS"), NO_FINAL))
+        _one_of("certify", self.certify, CERTIFY_METHODS)
         _one_of("at_norm", self.at_norm, NORMS)
         if not self.norms:
             raise ConfigError("norms must name at least one of ['linf', 'l2'], but got ()")
@@ -160,6 +170,19 @@ class TrialConfig:
             if getattr(self, name) is not None:
                 _at_least(name, getattr(self, name), 1)
         _at_least("r_emp_samples", self.r_emp_samples, 0)
+        _at_least("exact_samples", self.exact_samples, 0)
+        if self.n_eval_final is not None:
+            _at_least("n_eval_final", self.n_eval_final, 1)
+            if self.n_test is not None and self.n_eval_final > self.n_test:
+                raise ConfigError(
+                    f"n_eval_final must be <= n_test ({self.n_test}), but got "
+                    f"{self.n_eval_final}; lower n_eval_final or raise n_test"
+                )
+        if self.exact_samples and (self.model != "fcn" or self.depth != 1):
+            raise ConfigError(
+                f"exact_samples > 0 needs a one-hidden-layer FCN (model 'fcn', depth 1), but got "
+                f"model {self.model!r} with depth {self.depth}; set exact_samples to 0"
+            )
         _at_least("pretrain_epochs", self.pretrain_epochs, 0)
         _at_least("finetune_epochs", self.finetune_epochs, 0)
         _check_user_model(self)

@@ -34,8 +34,10 @@ from collections.abc import Mapping
 from typing import Any
 
 # 1: first layout. 2: trials.neuron_comp_l2. 3: scale-free statistics (history, layers), the
-# validation columns (see ADDED_IN).
-SCHEMA_VERSION = 3
+# validation columns. 4: robustness sample counts, 95%
+# intervals, linear-relaxation and exact certificates, radius ratios (the final evaluation
+# protocol; see ADDED_IN).
+SCHEMA_VERSION = 4
 
 # Kept fractions at which compressibility is reported (THEORY.md), and the one used for headlines.
 KAPPAS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25)
@@ -114,7 +116,9 @@ RESULT_SCALARS: dict[str, str] = {
     "train_acc": "float64",
     "clean_acc": "float64",  # on the evaluation split
     "clean_loss": "float64",
-    "robust_acc": "float64",  # headline: first norm in the config, largest eps, configured attack
+    # headline: first norm in the config, largest eps; the per-epoch attack, except at the final
+    # epoch, where it is the final protocol's (every attack run on a sample must fail on it)
+    "robust_acc": "float64",
     "neuron_comp": "float64",  # network mean (encoder layers) of neuron_comp_l1 at HEADLINE_KAPPA
     "neuron_comp_l2": "float64",  # same for the L2 flavour
     "spectral_comp": "float64",  # network mean of spectral_comp at HEADLINE_KAPPA
@@ -177,7 +181,7 @@ ROBUSTNESS_COLUMNS: dict[str, str] = {
     "iteration": "int64",
     "norm": "str",  # "linf" / "l2"
     "eps": "float64",  # pixel units
-    "attack": "str",  # "pgd", "apgd-ce", "apgd-dlr", "autoattack", "uap"
+    "attack": "str",  # "pgd", "apgd-ce", "apgd-dlr", "autoattack", "ensemble", "uap"
     "robust_acc": "float64",  # accuracy under the attack (upper bound on true robust accuracy)
     "adv_loss": "float64",  # mean CE under the attack
     "clean_loss": "float64",  # mean clean CE on the same samples
@@ -187,11 +191,37 @@ ROBUSTNESS_COLUMNS: dict[str, str] = {
     "bound_gap": "float64",  # G_p * ||C||_{p->p} * Lhat_p * eps (a certificate)
     "align_est_gap": "float64",  # G_p * mean_x ||J(x)||_{p->p} * eps (estimate, not a bound)
     "first_order_gap": "float64",  # eps * mean_x ||grad_x CE||_q (estimate, not a bound)
-    "median_r_emp": "float64",  # median minimal adversarial eps found by bisection (this norm)
+    # median minimal adversarial eps found by bisection (this norm); at the final epoch also
+    # capped per sample by the smallest grid eps at which the final attack fooled it
+    "median_r_emp": "float64",
     "median_r_cert": "float64",  # median certified radius (this norm)
     "align_top": "float64",  # mean |<u_top, delta>|/||delta||_2 for the first layer's top direction
     "align_rest": "float64",  # same, mean over the other directions (the baseline)
     "fooling_rate": "float64",  # UAP rows only (NaN otherwise)
+    # -- added in 3: the final evaluation protocol (trainables/trial.py). Intervals: Clopper-
+    # Pearson 95% over the row's n_eval samples. Columns not computed for a row are NaN.
+    "n_eval": "int64",  # samples every accuracy of this row is measured on
+    "robust_acc_lo": "float64",
+    "robust_acc_hi": "float64",
+    "clean_acc_lo": "float64",
+    "clean_acc_hi": "float64",
+    "certified_acc_lo": "float64",
+    "certified_acc_hi": "float64",
+    # Linear relaxation (best of CROWN / IBP / global product per sample, or IBP alone), united
+    # with the global certificate; final epoch only. certified_acc <= this <= robust_acc.
+    "certified_acc_relaxed": "float64",
+    "certified_acc_relaxed_lo": "float64",
+    "certified_acc_relaxed_hi": "float64",
+    "certified_method": "str",  # the relaxation asked for: "crown", "ibp"; "" when not computed
+    "median_r_cert_relaxed": "float64",  # over the r_emp samples (final epoch)
+    # Median over the r_emp samples (correct, finite r_emp > 0) of r_cert / r_emp per sample:
+    # scale-free, in [0, 1] for a sound certificate. Final epoch only.
+    "cert_ratio_global": "float64",
+    "cert_ratio_relaxed": "float64",
+    # MILP exact verification (one-hidden-layer FCNs, L-inf) on the first n_exact samples.
+    "n_exact": "int64",  # 0: not computed
+    "exact_acc": "float64",  # proven-robust fraction of the n_exact samples (unknown not counted)
+    "exact_unknown": "int64",  # samples the solver's time limit left undecided
 }
 
 LAYERS_COLUMNS: dict[str, str] = {
@@ -254,6 +284,12 @@ ADDED_IN: dict[tuple[str, str], int] = {
         "spectral_l1l2", "neuron_l1l2_l1", "neuron_l1l2_l2", "spec_fro", "inf_fro",
         *comp_columns("spectral_spread"),
     )},
+    **{("robustness", c): 4 for c in (
+        "n_eval", "robust_acc_lo", "robust_acc_hi", "clean_acc_lo", "clean_acc_hi",
+        "certified_acc_lo", "certified_acc_hi", "certified_acc_relaxed",
+        "certified_acc_relaxed_lo", "certified_acc_relaxed_hi", "certified_method",
+        "median_r_cert_relaxed", "cert_ratio_global", "cert_ratio_relaxed", "n_exact",
+        "exact_acc", "exact_unknown")},
 }
 
 

@@ -14,6 +14,16 @@ values). A trial whose training loss goes non-finite yields one result with dive
 stops. A trial with `patience` whose validation loss stopped improving yields its last result with
 early_stopped=True and stops: it is complete, with fewer than `epochs` iterations. Same config
 and seed give the same results on CPU.
+
+Final evaluation protocol (the last epoch, the one the trial reports as final; off with
+final_attack="none"): on the first n_eval_final test samples, per (norm, eps), rows for
+cfg.attack and for cfg.final_attack (the "ensemble": APGD-CE then APGD-T on survivors, every eps
+of a norm in one stacked batch), plus the linear-relaxation certificate (cfg.certify), exact MILP
+verification on exact_samples samples (one-hidden-layer FCN, L-inf) and the radius ratios. One
+clean forward and one r_cert per norm serve every row. The final attack's row counts a sample
+robust only if it survives every attack run on it (cfg.attack's example stands where the final
+attack's does not fool), so per sample certified (global) <= certified (relaxed) <= exact <=
+attacked <= clean, and the headline robust_acc is that row's. Other epochs: cfg.attack on n_eval.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from torch import nn
 
 from trainables.attacks import (
     adversarial_training_batch,
+    ensemble_robust,
     fooling_rate,
     minimal_eps,
     run_attack,
@@ -39,13 +50,16 @@ from trainables.attacks import (
 )
 from trainables import schema
 from trainables.compression import fro_targets, get_compression, project_fro_, scale_encoder
-from trainables.config import TrialConfig
+from trainables.config import NO_FINAL, TrialConfig
 from trainables.data import load_dataset
 from trainables.errors import CheckpointError, SweepError
 from trainables.metrics import (
     SensitivityEstimates,
-    certified_accuracy,
+    certified_mask,
     certified_radius,
+    certified_radius_relaxed,
+    clopper_pearson,
+    exact_robust_mask,
     layer_metrics,
     lipschitz,
     loss_gap_bound,
@@ -106,6 +120,7 @@ class Trial:
         # epoch with the lowest validation loss so far; `stopped` once patience ran out.
         self.best: dict[str, Any] | None = None
         self.stopped = False
+        self.eval_seconds = 0.0  # the last robustness evaluation's seconds (measurement aid)
 
     # ---- checkpointing: a plain dict of exactly what resume needs --------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -204,7 +219,7 @@ class Trial:
                 self.model.load_state_dict(self.best["model"])
                 selected = self.best["epoch"]
             evaluate = self.epoch % cfg.eval_every == 0 or last
-            result = self._evaluate(full=evaluate and not diverged, diverged=diverged)
+            result = self._evaluate(full=evaluate and not diverged, diverged=diverged, last=last)
             epoch_seconds = time.perf_counter() - start
             self.elapsed += epoch_seconds
             result.update(
@@ -259,7 +274,7 @@ class Trial:
         return int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
 
     # ---- evaluation -------------------------------------------------------------------------
-    def _evaluate(self, *, full: bool, diverged: bool) -> dict[str, Any]:
+    def _evaluate(self, *, full: bool, diverged: bool, last: bool = False) -> dict[str, Any]:
         cfg = self.config
         if diverged:
             nan = float("nan")
@@ -281,20 +296,29 @@ class Trial:
             "lip_linf": lipschitz(model, "linf"),
             "lip_l2": lipschitz(model, "l2"),
         }
-        x = self.data.x_test[: cfg.n_eval].to(self.device)
-        y = self.data.y_test[: cfg.n_eval].to(self.device)
+        # The final protocol runs at the last epoch (the one the trial reports as final), on the
+        # first n_eval_final samples; other epochs stay cheap (cfg.attack on n_eval samples).
+        final = last and cfg.final_attack != NO_FINAL
+        start = time.perf_counter()
+        n = (cfg.n_eval_final or cfg.n_eval) if final else cfg.n_eval
+        x = self.data.x_test[:n].to(self.device)
+        y = self.data.y_test[:n].to(self.device)
         estimates = sensitivity_estimates(model, x, y)  # one Jacobian pass serves both norms
         rows = []
         for norm in cfg.norms:
-            rows += self._robustness_rows(model, x, y, norm, estimates)
-        first = [r for r in rows if r["norm"] == cfg.norms[0] and r["attack"] == cfg.attack]
+            rows += self._robustness_rows(model, x, y, norm, estimates, final)
+        self.eval_seconds = time.perf_counter() - start
+        headline = cfg.final_attack if final else cfg.attack
+        first = [r for r in rows if r["norm"] == cfg.norms[0] and r["attack"] == headline]
         headlines["robust_acc"] = max(first, key=lambda r: r["eps"])["robust_acc"]
         self._last = headlines
         result.update(headlines, robustness=rows, layers=layers)
         return result
 
     def _robustness_rows(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str,
-                         estimates: SensitivityEstimates) -> list[dict[str, Any]]:
+                         estimates: SensitivityEstimates, final: bool) -> list[dict[str, Any]]:
+        """Rows of one norm: cfg.attack at every eps (and UAP); with `final`, also the final
+        protocol's rows (cfg.final_attack) and the certificates, on the same samples."""
         cfg = self.config
         eps_grid = cfg.eps_for(norm)
         r_cert = certified_radius(model, x, y, norm, logits=estimates.logits)
@@ -307,12 +331,21 @@ class Trial:
         clean_logits = estimates.logits.to(x.device, torch.float32)
         clean_loss = F.cross_entropy(clean_logits, y).item()
         clean_correct = clean_logits.argmax(1) == y
-        clean_acc = clean_correct.float().mean().item()
+        certified = self._relaxed_certified(model, x, y, norm, eps_grid, r_cert) if final else {}
+        strong = self._final_attack(model, x, y, norm, eps_grid, certified) if final else {}
+        if strong and m:
+            # A sample the strong attack fools at a grid eps has r_emp <= that eps.
+            fooled_at = _fooled_at(model, strong, x[:m], y[:m])
+            r_emp = torch.minimum(r_emp, fooled_at.to(r_emp.device, r_emp.dtype))
+        extras = (self._final_extras(model, x, y, norm, eps_grid, r_cert, r_emp, clean_correct,
+                                     certified) if final else {eps: {} for eps in eps_grid})
         common = {
-            "norm": norm, "clean_loss": clean_loss, "clean_acc": clean_acc,
+            "norm": norm, "clean_loss": clean_loss, **_accuracy("clean_acc", clean_correct),
             "median_r_emp": _median(r_emp), "median_r_cert": _median(r_cert),
+            "n_eval": len(x), **_NOT_FINAL,
+            "cert_ratio_global": _median_ratio(r_cert[:m], r_emp, clean_correct[:m]),
         }
-        rows = []
+        rows, final_rows = [], []
         for eps in eps_grid:
             x_adv = run_attack(model, x, y, name=cfg.attack, norm=norm, eps=eps,
                                steps=cfg.attack_steps, restarts=cfg.attack_restarts,
@@ -321,13 +354,24 @@ class Trial:
             rows.append({
                 **common, **_attacked(model, x_adv, y, clean_correct, clean_loss),
                 "eps": float(eps), "attack": cfg.attack,
-                "certified_acc": certified_accuracy(r_cert, eps),
+                **_accuracy("certified_acc", (r_cert > eps).to(clean_correct.device)),
                 "bound_gap": loss_gap_bound(model, norm, eps),
                 "align_est_gap": estimates.alignment_gap(norm, eps),
                 "first_order_gap": estimates.first_order_gap(norm, eps),
                 "align_top": align_top, "align_rest": align_rest,
-                "fooling_rate": float("nan"),
+                "fooling_rate": float("nan"), **extras[eps],
             })
+            if eps in strong:
+                # Robust only if it survives every attack run on it: where the strong attack
+                # failed but cfg.attack succeeded, cfg.attack's example stands.
+                with torch.no_grad():
+                    keep = (model(x_adv).argmax(1) != y) & (model(strong[eps]).argmax(1) == y)
+                combined = torch.where(keep.view(-1, *[1] * (x.dim() - 1)), x_adv, strong[eps])
+                top, rest = perturbation_alignment(model, combined - x, norm)
+                final_rows.append({
+                    **rows[-1], **_attacked(model, combined, y, clean_correct, clean_loss),
+                    "attack": cfg.final_attack, "align_top": top, "align_rest": rest,
+                })
             if cfg.uap:
                 delta = universal_perturbation(model, x, y, norm=norm, eps=eps,
                                                seed=self._attack_seed())
@@ -338,7 +382,82 @@ class Trial:
                     "attack": "uap", "align_top": top, "align_rest": rest,
                     "fooling_rate": fooling_rate(model, x, delta),
                 })
-        return rows
+        return rows + final_rows
+
+    def _relaxed_certified(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str,
+                           eps_grid: tuple[float, ...], r_cert: torch.Tensor
+                           ) -> dict[float, torch.Tensor]:
+        """eps -> bool (N,) on x's device: certified by the linear relaxation (cfg.certify) or the
+        global product, the union of two sound certificates ({} when certify is "none")."""
+        cfg = self.config
+        if cfg.certify == "none":
+            return {}
+        # The bounds are computed on the CPU in float64 from the weights: a CPU copy of the model.
+        cpu = model if x.device.type == "cpu" else copy.deepcopy(model).cpu()
+        return {eps: (certified_mask(cpu, x.cpu(), y.cpu(), norm, float(eps), cfg.certify)
+                      | (r_cert > eps).cpu()).to(x.device) for eps in eps_grid}
+
+    def _final_attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str,
+                      eps_grid: tuple[float, ...], certified: dict[float, torch.Tensor]
+                      ) -> dict[float, torch.Tensor]:
+        """eps -> adversarial examples of cfg.final_attack ({} when it is cfg.attack itself: its
+        rows are then the per-epoch attack's). Certified (sample, eps) pairs are not attacked
+        (no attack can fool them; their example is x itself). The ensemble runs every other pair
+        of all eps in one stacked batch (ensemble_robust), attacking only the samples still
+        robust after each stage."""
+        cfg = self.config
+        if cfg.final_attack in (cfg.attack, NO_FINAL):
+            return {}
+        grid = [float(e) for e in eps_grid]
+        todo = {eps: (~certified[eps]).nonzero().squeeze(1) if certified
+                else torch.arange(len(x), device=x.device) for eps in grid}
+        out = {eps: x.clone() for eps in grid}
+        if cfg.final_attack == "ensemble":
+            found = ensemble_robust(model, x, y, norm, grid, seed=self._attack_seed(),
+                                    proven=certified or None)
+            return {eps: found[eps].x_adv for eps in grid}
+        for eps in grid:
+            seed = self._attack_seed()
+            if len(todo[eps]):
+                out[eps][todo[eps]] = run_attack(
+                    model, x[todo[eps]], y[todo[eps]], name=cfg.final_attack, norm=norm,
+                    eps=eps, steps=cfg.attack_steps, restarts=cfg.attack_restarts, seed=seed)
+        return out
+
+    def _final_extras(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str,
+                      eps_grid: tuple[float, ...], r_cert: torch.Tensor, r_emp: torch.Tensor,
+                      clean_correct: torch.Tensor, certified: dict[float, torch.Tensor]
+                      ) -> dict[float, dict[str, Any]]:
+        """eps -> the final epoch's certificate columns (linear relaxation, exact) of one norm."""
+        cfg = self.config
+        device = x.device
+        # The bounds are computed on the CPU in float64 from the weights: a CPU copy of the model.
+        model = model if device.type == "cpu" else copy.deepcopy(model).cpu()
+        x, y = x.cpu(), y.cpu()
+        m = min(cfg.r_emp_samples, len(x))
+        extras: dict[float, dict[str, Any]] = {}
+        ratio, median_relaxed = float("nan"), float("nan")
+        if cfg.certify != "none" and m and max(eps_grid) > 0:
+            r_relaxed = certified_radius_relaxed(model, x[:m], y[:m], norm,
+                                                 eps_max=R_EMP_SPAN * max(eps_grid),
+                                                 method=cfg.certify)
+            # Both are certified radii; the larger is one too.
+            r_relaxed = torch.maximum(r_relaxed, r_cert[:m].double())
+            median_relaxed = _median(r_relaxed)
+            ratio = _median_ratio(r_relaxed, r_emp, clean_correct[:m])
+        k = min(cfg.exact_samples, len(x)) if norm == "linf" else 0
+        for eps in eps_grid:
+            row: dict[str, Any] = {"median_r_cert_relaxed": median_relaxed,
+                                   "cert_ratio_relaxed": ratio}
+            if certified:
+                row.update(_accuracy("certified_acc_relaxed", certified[eps]),
+                           certified_method=cfg.certify)
+            if k:
+                robust, unknown = exact_robust_mask(model, x[:k], y[:k], float(eps))
+                row.update(n_exact=k, exact_acc=robust.double().mean().item(),
+                           exact_unknown=int(unknown.sum()))
+            extras[eps] = row
+        return extras
 
     def _compressed_copy(self) -> nn.Module:
         """The model evaluated: post-hoc compression and weight scaling act on a copy."""
@@ -413,15 +532,55 @@ def _attacked(model: nn.Module, x_adv, y, clean_correct, clean_loss: float) -> d
     logits = model(x_adv)
     adv_loss = F.cross_entropy(logits, y).item()
     return {
-        "robust_acc": ((logits.argmax(1) == y) & clean_correct).float().mean().item(),
+        **_accuracy("robust_acc", (logits.argmax(1) == y) & clean_correct),
         "adv_loss": adv_loss,
         "measured_gap": adv_loss - clean_loss,
     }
 
 
+def _accuracy(name: str, correct: torch.Tensor) -> dict[str, float]:
+    """An accuracy over samples and its 95% Clopper-Pearson interval: name, name_lo, name_hi."""
+    k, n = int(correct.sum()), len(correct)
+    lo, hi = clopper_pearson(k, n)
+    return {name: k / n if n else float("nan"), f"{name}_lo": lo, f"{name}_hi": hi}
+
+
+@torch.no_grad()
+def _fooled_at(model: nn.Module, strong: dict[float, torch.Tensor], x: torch.Tensor,
+               y: torch.Tensor) -> torch.Tensor:
+    """Per sample, the smallest eps whose adversarial example (first len(x) rows) fools the model
+    on a correctly classified x (inf where none does, 0 where x itself is misclassified)."""
+    found = torch.where(model(x).argmax(1) == y, math.inf, 0.0).double()
+    for eps, x_adv in strong.items():
+        fooled = model(x_adv[: len(x)]).argmax(1) != y
+        found = torch.where(fooled, found.clamp(max=float(eps)), found)
+    return found
+
+
+def _median_ratio(r_cert: torch.Tensor, r_emp: torch.Tensor, correct: torch.Tensor) -> float:
+    """Median of r_cert / r_emp over the correct samples with a finite r_emp > 0: how much of the
+    empirical radius the certificate proves, per sample (scale-free; in [0, 1] when sound)."""
+    r_cert, r_emp = r_cert.double().cpu(), r_emp.double().cpu()
+    if r_emp.numel() == 0:
+        return float("nan")
+    valid = correct.cpu()[: len(r_emp)] & torch.isfinite(r_emp) & (r_emp > 0)
+    if not valid.any():
+        return float("nan")
+    return float((r_cert[valid] / r_emp[valid]).median())
+
+
 def _median(values: torch.Tensor) -> float:
     """Lower median; inf (no adversarial example found) is a valid value, so no interpolation."""
     return float(values.float().median()) if values.numel() else float("nan")
+
+
+# Row columns the final protocol fills in (NaN / 0 / "" when it does not run).
+_NOT_FINAL: dict[str, Any] = {
+    **dict.fromkeys(("certified_acc_relaxed", "certified_acc_relaxed_lo",
+                     "certified_acc_relaxed_hi", "median_r_cert_relaxed", "cert_ratio_relaxed",
+                     "exact_acc"), float("nan")),
+    "certified_method": "", "n_exact": 0, "exact_unknown": 0,
+}
 
 
 def _nan_headlines() -> dict[str, float]:

@@ -183,3 +183,39 @@ def test_a_store_lacking_a_column_its_version_had_is_malformed(run_dir, tmp_path
     bad = _old_layout_store(run_dir, tmp_path, "v1bad", older, version=1)
     with pytest.raises(MalformedStoreError, match="spectral_comp"):
         load(bad)
+
+
+# The robustness columns schema version 3 added (the final evaluation protocol), spelled out: a
+# store written before them (version 2) must still load, and the final view must still work.
+_ROBUSTNESS_V3 = (
+    "n_eval", "robust_acc_lo", "robust_acc_hi", "clean_acc_lo", "clean_acc_hi",
+    "certified_acc_lo", "certified_acc_hi", "certified_acc_relaxed", "certified_acc_relaxed_lo",
+    "certified_acc_relaxed_hi", "certified_method", "median_r_cert_relaxed", "cert_ratio_global",
+    "cert_ratio_relaxed", "n_exact", "exact_acc", "exact_unknown",
+)
+
+
+def test_a_store_before_the_final_protocol_loads_and_analyses(run_dir, tmp_path):
+    from analysis.band import band_violations
+    from analysis.bound import radius_comparison
+    from analysis.views import final_robustness
+
+    copy = shutil.copytree(run_dir / "store", tmp_path / "v2" / "store")
+    shutil.copy(run_dir / "run.json", tmp_path / "v2" / "run.json")  # the same run, older layout
+    meta = json.loads((copy / "_schema.json").read_text())
+    kept = {c: t for c, t in meta["tables"]["robustness"].items() if c not in _ROBUSTNESS_V3}
+    meta = meta | {"schema_version": 2, "tables": meta["tables"] | {"robustness": kept}}
+    (copy / "_schema.json").write_text(json.dumps(meta))
+    for path in (copy / "robustness").glob("*.parquet"):
+        pl.read_parquet(path).select(list(kept)).write_parquet(path)
+    old = load(tmp_path / "v2")
+    rows = old.robustness.collect()
+    assert set(_ROBUSTNESS_V3) <= set(rows.columns)
+    assert all(rows[c].null_count() == rows.height for c in _ROBUSTNESS_V3)
+    final = final_robustness(old).collect()
+    today = final_robustness(load(run_dir)).collect()
+    assert final.height == today.height > 0
+    assert final["robust_acc"].sort().equals(today["robust_acc"].sort())
+    assert final["certified_acc_relaxed"].null_count() == final.height
+    assert band_violations(old).collect().height == 0
+    assert radius_comparison(final).height == 0  # nothing to compare: skipped, not guessed

@@ -84,7 +84,8 @@ def test_smoke_sweep_end_to_end_statuses_and_tables(ray_local, tmp_path):
     assert div_hist["diverged"].to_list() == [True]
     assert history.filter(pl.col("trial_id") == errored["trial_id"]).height == 0
 
-    # robustness: one row per (norm, eps) of the trial's config, every evaluated epoch
+    # robustness: one row per (norm, eps) of the trial's config and attack, every evaluated
+    # epoch; the final epoch adds the final protocol's attack on the same samples
     config = TrialConfig.from_dict(json.loads(ok_rank["config"]))
     expected = sorted((n, e) for n in config.norms for e in config.eps_for(n))
     rob = read(store, "robustness").filter(
@@ -92,7 +93,11 @@ def test_smoke_sweep_end_to_end_statuses_and_tables(ray_local, tmp_path):
         & (pl.col("iteration") == epochs)
         & (pl.col("attack") != "uap")
     )
-    assert sorted(zip(rob["norm"], rob["eps"])) == expected
+    for attack in (config.attack, config.final_attack):
+        part = rob.filter(pl.col("attack") == attack)
+        assert sorted(zip(part["norm"], part["eps"])) == expected
+    assert rob.height == 2 * len(expected)
+    assert (rob["n_eval"] == (config.n_eval_final or config.n_eval)).all()
     layers = read(store, "layers").filter(pl.col("trial_id") == ok_rank["trial_id"])
     assert layers.height == epochs * config.depth
     # THEORY: certified <= attacked robust accuracy <= clean accuracy, on every stored row
