@@ -115,7 +115,8 @@ def ra_vs_comp(final: pl.DataFrame, curves: pl.DataFrame | None, measure: str,
             if relaxed and sub["certified_acc_relaxed"].is_finite().any():
                 fig.add_trace(go.Scatter(
                     x=sub[measure], y=sub["certified_acc_relaxed"], mode="markers",
-                    name=f"{knob}: certified (linear relaxation)", legendgroup=knob, showlegend=i == 0,
+                    name=f"{knob}: certified (linear relaxation)", legendgroup=knob,
+                    showlegend=i == 0,
                     marker={"color": color, "symbol": "triangle-down-open", "size": 7},
                     hoverinfo="skip"), row=r + 1, col=c + 1)
             if curves is not None and curves.height:

@@ -49,7 +49,8 @@ def main() -> None:
     for (norm, eps, attack), r in sorted(by.items()):
         if attack == cfg.get("attack", "pgd"):
             f = by.get((norm, eps, cfg.get("final_attack", "ensemble")), r)
-            print(f"{norm:5} {eps:<6} {r['n_eval']:<5} {r['clean_acc']:.3f}  {r['robust_acc']:.3f}  "
+            print(f"{norm:5} {eps:<6} {r['n_eval']:<5} {r['clean_acc']:.3f}  "
+                  f"{r['robust_acc']:.3f}  "
                   f"{f['robust_acc']:.3f} [{f['robust_acc_lo']:.3f},{f['robust_acc_hi']:.3f}]  "
                   f"{r['certified_acc']:.3f}       {r['certified_acc_relaxed']:.3f}        "
                   f"{100 * (f['robust_acc'] - r['certified_acc_relaxed']):5.1f}     "

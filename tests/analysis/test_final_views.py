@@ -18,7 +18,8 @@ from tests.analysis.conftest import write_store
 
 
 def _store(tmp_path, robustness: list[dict], n_trials: int) -> object:
-    trials = pl.DataFrame([{"run_id": "run", "trial_id": f"t{i}", "space": "s", "status": "completed", "seed": 0,
+    trials = pl.DataFrame([{"run_id": "run", "trial_id": f"t{i}", "space": "s",
+                            "status": "completed", "seed": 0,
                             "iterations": 2, "compression": "none", "clean_acc": 0.9,
                             "robust_acc": 0.5} for i in range(n_trials)])
     write_store(tmp_path / "run", {"trials": trials, "robustness": pl.DataFrame(robustness)},

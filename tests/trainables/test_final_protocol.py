@@ -146,7 +146,8 @@ def test_final_rows_round_trip_through_the_store_and_the_report_views(smoke_resu
     from analysis.views import final_robustness
     from sweep.store import ResultStore
 
-    store = ResultStore(str(tmp_path / "store"), run_id="r1", hyperparameters={"compression": "str"})
+    store = ResultStore(str(tmp_path / "store"), run_id="r1",
+                        hyperparameters={"compression": "str"})
     store.open()
     for result in smoke_results:
         store.add_result("t1", result)
