@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import math
-import pickle
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,7 +173,8 @@ class Trial:
         try:
             # weights_only refuses pickles naming other globals (code): an UnpicklingError here.
             state = torch.load(path, map_location=self.device, weights_only=True)
-        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
+        except Exception as err:  # noqa: BLE001  untrusted bytes: any parse failure = unreadable
+            # (torch's weights-only unpickler raises IndexError, struct.error, ... on garbage).
             raise CheckpointError(
                 f"cannot read checkpoint {path} ({type(err).__name__}: "
                 f"{str(err).splitlines()[0][:200] if str(err) else 'unreadable'}); "
