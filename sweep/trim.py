@@ -48,7 +48,11 @@ class TrimFinishedTrials(Callback):
                     del stats[key]
         last = getattr(meta, "last_result", None)
         if isinstance(last, dict):
+            # Setting it also drops run_metadata's cached JSON of the untrimmed state.
             meta.last_result = {k: v for k, v in last.items() if not isinstance(v, list)}
+        invalidate = getattr(trial, "invalidate_json_state", None)
+        if callable(invalidate):  # the trial's own cached JSON embeds the run metadata's
+            invalidate()
 
 
 __all__ = ["TrimFinishedTrials"]
