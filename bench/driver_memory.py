@@ -3,7 +3,7 @@ trials run through Ray Tune and the sweep's Parquet store callback. Target: unde
 
 Baseline: the driver's RSS once Ray is up and the Tuner is built, measured in the same run.
 
-    .venv/bin/python bench/driver_memory.py [--trials 2000] [--loggers none|sweep|tune]
+    .venv/bin/python bench/driver_memory.py [--trials 2000] [--loggers none|sweep|tune] [--no-trim]
 
 --loggers: none = the store only; sweep = the store and sweep.tune_files.ResultFiles (what the
 launcher runs: result.json per trial for tune.ExperimentAnalysis); tune = the store and Tune's
@@ -46,6 +46,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=2000)
     parser.add_argument("--loggers", choices=("none", "sweep", "tune"), default="sweep")
+    parser.add_argument("--no-trim", action="store_true",
+                        help="without sweep.trim.TrimFinishedTrials (what the launcher adds last)")
     args = parser.parse_args()
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "0" if args.loggers == "tune" else "1"
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -55,6 +57,7 @@ def main() -> None:
     from ray.tune import RunConfig, TuneConfig, Tuner
 
     from sweep.store import StoreCallback
+    from sweep.trim import TrimFinishedTrials
     from sweep.tune_files import ResultFiles
 
     # With Tune's file loggers off (the store is the record), its end-of-run summary warns per
@@ -66,6 +69,8 @@ def main() -> None:
             f"{run_dir}/store", run_id="mem", space="bench", hyperparameters={"seed": "int64"}
         )
         callbacks = [store, ResultFiles()] if args.loggers == "sweep" else [store]
+        if not args.no_trim:
+            callbacks.append(TrimFinishedTrials())
         tuner = Tuner(
             tune.with_resources(trivial_trial, {"cpu": 1}),
             param_space={"seed": tune.grid_search(list(range(args.trials)))},
@@ -85,7 +90,7 @@ def main() -> None:
         rows = pl.scan_parquet(f"{run_dir}/store/trials/*.parquet").select(pl.len()).collect()
         history = pl.scan_parquet(f"{run_dir}/store/history/*.parquet").select(pl.len()).collect()
     ray.shutdown()
-    print(f"loggers: {args.loggers}")
+    print(f"loggers: {args.loggers}; trim finished trials: {not args.no_trim}")
     print(
         f"{args.trials} trivial trials in {wall:.0f} s ({1000 * wall / args.trials:.0f} ms/trial); "
         f"store rows: trials {rows.item()}, history {history.item()}"

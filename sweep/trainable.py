@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from typing import Any
 
 import ray
@@ -39,13 +40,19 @@ def tune_trial(config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as directory:
             trial.load(directory)
     node_id = ray.get_runtime_context().get_node_id()
+    # The time budget's checkpoint share: writing it and handing it to Tune (which copies it into
+    # the run's storage) happens after the result is built, so it shows in the next result.
+    timer = getattr(trial, "timer", None)  # a posthoc audit trial keeps no budget
     for result in trial.epochs():
         result = {**result, "node_id": node_id}
+        start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="trial-ckpt-") as tmp:
             trial.save(tmp)
             # Its epoch as JSON: a resume picks checkpoints without unpickling anything.
             with open(os.path.join(tmp, CHECKPOINT_EPOCH_FILE), "w") as f:
                 f.write(checkpoint_epoch_doc(result["iteration"]))
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+        if timer is not None:
+            timer.add("t_checkpoint", time.perf_counter() - start)
         if result.get("diverged"):
             return

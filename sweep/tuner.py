@@ -19,6 +19,7 @@ from sweep.spaces._space import RESUME_KEY
 from sweep.spaces import Cases, Grid, IntRange, LogUniform, Plan, Uniform
 from sweep.store import StoreCallback
 from sweep.trainable import tune_trial
+from sweep.trim import TrimFinishedTrials
 from sweep.tune_files import ResultFiles
 
 HEADLINE_METRIC = "robust_acc"
@@ -91,7 +92,9 @@ def build_tuner(
         run_config=RunConfig(
             name=launch.location.tune_dir.rsplit("/", 1)[1],
             storage_path=launch.location.run_dir,
-            callbacks=callbacks(launch) + list(extra_callbacks or ()),
+            # Last: it forgets, per finished trial, what every callback before it has used.
+            callbacks=callbacks(launch) + list(extra_callbacks or ())
+            + [TrimFinishedTrials(keep=(HEADLINE_METRIC, plan.objective))],
             failure_config=FailureConfig(max_failures=options.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
             verbose=1 if options.verbose else 0,

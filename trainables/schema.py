@@ -36,8 +36,8 @@ from typing import Any
 # 1: first layout. 2: trials.neuron_comp_l2. 3: scale-free statistics (history, layers), the
 # validation columns. 4: robustness sample counts, 95%
 # intervals, linear-relaxation and exact certificates, radius ratios (the final evaluation
-# protocol; see ADDED_IN).
-SCHEMA_VERSION = 4
+# protocol). 5: the time budget (history.t_*, TIME_BUDGET; see ADDED_IN).
+SCHEMA_VERSION = 5
 
 # Kept fractions at which compressibility is reported (THEORY.md), and the one used for headlines.
 KAPPAS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25)
@@ -136,7 +136,20 @@ RESULT_SCALARS: dict[str, str] = {
     "spectral_spread": "float64",  # sigma_1 / sigma_k at HEADLINE_KAPPA
     "val_loss": "float64",  # mean CE on the validation split (NaN without one, config val_frac)
     "selected_epoch": "int64",  # the epoch whose weights this result evaluated (select_best)
+    # The time budget (trainables/timing.py): wall seconds per phase, cumulative over the trial
+    # (resumes included), disjoint (nested work counts in the innermost phase only).
+    "t_data": "float64",  # loading and preparing the dataset
+    "t_build": "float64",  # building the model, compression and optimizer
+    "t_train": "float64",  # training epochs (incl. pretraining and the validation loss)
+    "t_eval": "float64",  # per-epoch evaluation (attacks, certificates), less t_metrics
+    "t_final": "float64",  # the last epoch's evaluation, less t_metrics
+    "t_metrics": "float64",  # layer metrics, network summary, Lipschitz estimates
+    "t_checkpoint": "float64",  # writing checkpoints (up to the previous epoch's)
 }
+# The time-budget keys of RESULT_SCALARS, in order.
+TIME_BUDGET: tuple[str, ...] = (
+    "t_data", "t_build", "t_train", "t_eval", "t_final", "t_metrics", "t_checkpoint",
+)
 # Headline compressibility scalars -> the LAYERS_COLUMNS prefix each is the network mean of (encoder
 # layers, at HEADLINE_KAPPA).
 HEADLINE_PREFIXES: dict[str, str] = {
@@ -280,6 +293,7 @@ TABLES: dict[str, dict[str, str]] = {
 ADDED_IN: dict[tuple[str, str], int] = {
     ("trials", "neuron_comp_l2"): 2,
     **{("history", key): 3 for key in (*SCALE_FREE_KEYS, "val_loss", "selected_epoch")},
+    **{("history", key): 5 for key in TIME_BUDGET},
     **{("layers", column): 3 for column in (
         "spectral_l1l2", "neuron_l1l2_l1", "neuron_l1l2_l2", "spec_fro", "inf_fro",
         *comp_columns("spectral_spread"),

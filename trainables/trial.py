@@ -67,6 +67,7 @@ from trainables.metrics import (
     sensitivity_estimates,
 )
 from trainables.models import build_model
+from trainables.timing import PhaseTimer
 
 CHECKPOINT_FILE = "trial.pt"
 CHECKPOINT_FORMAT = 1
@@ -86,6 +87,8 @@ class Trial:
             torch.set_num_threads(cfg.threads)
         self.device = _resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
+        self.timer = PhaseTimer()  # the time budget (schema.TIME_BUDGET) reported per epoch
+        self.timer.begin("t_data")
         self.data = load_dataset(
             cfg.dataset, data_dir=cfg.data_dir, n_train=cfg.n_train, n_test=cfg.n_test,
             classes=cfg.classes, seed=cfg.seed,
@@ -93,6 +96,8 @@ class Trial:
         self.x_train, self.y_train, self.x_val, self.y_val = _validation_split(
             self.data.x_train, self.data.y_train, cfg.val_frac, cfg.seed
         )
+        self.timer.end()
+        self.timer.begin("t_build")
         self.model = build_model(
             cfg.model, input_shape=self.data.input_shape, num_classes=self.data.num_classes,
             mean=self.data.mean, std=self.data.std, width=cfg.width, depth=cfg.depth,
@@ -110,6 +115,7 @@ class Trial:
         self.frozen = transfer and cfg.freeze_encoder
         trained = self.model.head if self.frozen else self.model
         self.optimizer = _make_optimizer(cfg, trained.parameters())
+        self.timer.end()
         self.generator = torch.Generator().manual_seed(cfg.seed)  # batch order, attack seeds
         self.epoch = 0  # completed epochs
         self.elapsed = 0.0  # seconds spent in epochs() so far, across resumes
@@ -135,6 +141,7 @@ class Trial:
             "generator": self.generator.get_state(),
             "best": self.best,
             "stopped": self.stopped,
+            "timing": self.timer.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -160,6 +167,7 @@ class Trial:
         self._last = dict(state["last"])
         self.best = state.get("best")
         self.stopped = bool(state.get("stopped", False))
+        self.timer.load_state_dict(state.get("timing"))
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / CHECKPOINT_FILE
@@ -201,14 +209,17 @@ class Trial:
         cfg = self.config
         if not self.pretrained:
             start = time.perf_counter()
-            self._pretrain()
+            with self.timer.phase("t_train"):
+                self._pretrain()
             self.elapsed += time.perf_counter() - start
         while self.epoch < cfg.epochs and not self.stopped:
             start = time.perf_counter()
+            self.timer.begin("t_train")
             train_loss, train_acc = self._train_epoch()
             self.epoch += 1
             diverged = not math.isfinite(train_loss)
             val_loss = self._validation_loss() if not diverged else math.nan
+            self.timer.end()
             self._track_best(val_loss)
             patience_out = (cfg.patience is not None and self.best is not None
                             and self.epoch - self.best["epoch"] >= cfg.patience)
@@ -219,13 +230,16 @@ class Trial:
                 self.model.load_state_dict(self.best["model"])
                 selected = self.best["epoch"]
             evaluate = self.epoch % cfg.eval_every == 0 or last
-            result = self._evaluate(full=evaluate and not diverged, diverged=diverged, last=last)
+            with self.timer.phase("t_final" if last else "t_eval"):
+                result = self._evaluate(full=evaluate and not diverged, diverged=diverged,
+                                        last=last)
             epoch_seconds = time.perf_counter() - start
             self.elapsed += epoch_seconds
             result.update(
                 iteration=self.epoch, time=self.elapsed, epoch_seconds=epoch_seconds,
                 train_loss=train_loss, train_acc=train_acc, diverged=diverged,
                 val_loss=val_loss, selected_epoch=selected, early_stopped=patience_out,
+                **self.timer.totals(),
             )
             # Set before the yield: the checkpoint written after it must not train on.
             self.stopped = patience_out
@@ -289,6 +303,7 @@ class Trial:
         if not full:
             result.update(self._last or _nan_headlines())
             return result
+        self.timer.begin("t_metrics")
         layers = layer_metrics(model)
         summary = network_summary(layers)
         headlines = {
@@ -296,6 +311,7 @@ class Trial:
             "lip_linf": lipschitz(model, "linf"),
             "lip_l2": lipschitz(model, "l2"),
         }
+        self.timer.end()
         # The final protocol runs at the last epoch (the one the trial reports as final), on the
         # first n_eval_final samples; other epochs stay cheap (cfg.attack on n_eval samples).
         final = last and cfg.final_attack != NO_FINAL

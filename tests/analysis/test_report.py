@@ -81,7 +81,7 @@ def test_report_cli_exits_2_and_writes_nothing(tmp_path, case, capsys):
         synthetic_run(run, knobs=("rank",), strengths=(0.5,), seeds=(0,))
         schema_json = run / "store" / "_schema.json"
         text = schema_json.read_text().replace(
-            f'"schema_version": {schema.SCHEMA_VERSION}', '"schema_version": 7'
+            f'"schema_version": {schema.SCHEMA_VERSION}', '"schema_version": 999'
         )
         schema_json.write_text(text)
     assert main([str(run)]) == 2

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats
 
 from trainables.errors import ConfigError
 
@@ -38,6 +37,8 @@ def _shaped(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray | float, np.ndar
 def clopper_pearson(k: ArrayLike, n: ArrayLike, confidence: float = 0.95
                     ) -> tuple[np.ndarray | float, np.ndarray | float]:
     """Exact (Clopper-Pearson) two-sided interval for k successes in n trials."""
+    from scipy import stats  # ~0.4 s, paid only by a process that computes intervals
+
     k_arr, n_arr = _check(k, n, confidence)
     alpha = 1 - confidence
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -53,6 +54,8 @@ def clopper_pearson(k: ArrayLike, n: ArrayLike, confidence: float = 0.95
 def wilson(k: ArrayLike, n: ArrayLike, confidence: float = 0.95
            ) -> tuple[np.ndarray | float, np.ndarray | float]:
     """Wilson score two-sided interval for k successes in n trials."""
+    from scipy import stats  # ~0.4 s, paid only by a process that computes intervals
+
     k_arr, n_arr = _check(k, n, confidence)
     z = stats.norm.ppf(1 - (1 - confidence) / 2)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -1,0 +1,68 @@
+"""TrimFinishedTrials: a finished trial keeps only the statistics something may still rank by."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+
+from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+from sweep.trim import TrimFinishedTrials
+from trainables import schema
+
+
+class FakeTrial:
+    def __init__(self):
+        self.run_metadata = _TrainingRunMetadata()
+
+    @property
+    def last_result(self):
+        return self.run_metadata.last_result
+
+
+def finished_trial(epochs: int = 3) -> FakeTrial:
+    trial = FakeTrial()
+    for epoch in range(1, epochs + 1):
+        result = {k: 0.1 * epoch for k, t in schema.RESULT_SCALARS.items() if t == "float64"}
+        result.update(iteration=epoch, training_iteration=epoch, time_total_s=float(epoch),
+                      robustness=[{"eps": 0.1, "robust_acc": 0.5}] * 6, layers=[{"layer": "x"}])
+        trial.run_metadata.last_result = result
+        for key, value in result.items():
+            if isinstance(value, float | int):
+                trial.run_metadata.update_metric(key, value, step=epoch)
+    return trial
+
+
+def size(obj) -> int:
+    return len(pickle.dumps(obj))
+
+
+def test_a_finished_trial_keeps_ranking_statistics_and_scalars_only():
+    trial = finished_trial()
+    before = size(trial.run_metadata.metric_analysis) + size(trial.run_metadata.metric_n_steps)
+    last = dict(trial.last_result)
+    TrimFinishedTrials(keep=("spectral_comp",)).on_trial_complete(0, [trial], trial)
+    kept = set(trial.run_metadata.metric_analysis)
+    assert kept == set(trial.run_metadata.metric_n_steps)
+    assert {"robust_acc", "clean_acc", "spectral_comp", "training_iteration"} <= kept
+    assert "lip_l2" not in kept and "t_train" not in kept
+    # What is kept is untouched: the objective's statistics still rank trials.
+    assert trial.run_metadata.metric_analysis["robust_acc"]["max"] == last["robust_acc"]
+    assert abs(trial.run_metadata.metric_analysis["robust_acc"]["avg"] - 0.2) < 1e-12
+    # The last result keeps every scalar (the trials table's row is built from them) ...
+    assert {k: v for k, v in last.items() if not isinstance(v, list)} == trial.last_result
+    # ... and the statistics shrink to the kept keys (about a quarter of them here).
+    after = size(trial.run_metadata.metric_analysis) + size(trial.run_metadata.metric_n_steps)
+    assert after * 3 < before
+
+
+def test_errored_trials_are_trimmed_too_and_a_foreign_object_is_left_alone():
+    trial = finished_trial(1)
+    TrimFinishedTrials().on_trial_error(0, [trial], trial)
+    assert "lip_l2" not in trial.run_metadata.metric_analysis
+    TrimFinishedTrials().trim(object())  # no run_metadata: nothing to do, no error
+
+
+def test_it_pickles_with_the_experiment():
+    trim = pickle.loads(pickle.dumps(TrimFinishedTrials(keep=("spectral_comp",))))
+    assert "spectral_comp" in trim.keep and sys.getsizeof(trim.keep) < 10_000
