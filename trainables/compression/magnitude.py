@@ -24,12 +24,17 @@ def _keep_largest(values: torch.Tensor, keep_frac: float) -> torch.Tensor:
     return mask.view(values.shape)
 
 
-class MagnitudeLayer(Compression):
-    kind = "magnitude_layer"
+class _Magnitude(Compression):
+    """What both flavours share: post hoc, strength is keep_frac."""
+
     raises = "neuron_comp_l1"  # zeroing the smallest weights concentrates the rows' L1 mass
     weak = {"keep_frac": 0.5}
     strong = {"keep_frac": 0.1}
     post_hoc = True
+
+
+class MagnitudeLayer(_Magnitude):
+    kind = "magnitude_layer"
 
     @torch.no_grad()
     def apply_post_hoc(self, model: nn.Module) -> None:
@@ -38,12 +43,8 @@ class MagnitudeLayer(Compression):
             assign_weight(layer, weight * _keep_largest(weight, self.keep_frac))
 
 
-class MagnitudeGlobal(Compression):
+class MagnitudeGlobal(_Magnitude):
     kind = "magnitude_global"
-    raises = "neuron_comp_l1"  # zeroing the smallest weights concentrates the rows' L1 mass
-    weak = {"keep_frac": 0.5}
-    strong = {"keep_frac": 0.1}
-    post_hoc = True
 
     @torch.no_grad()
     def apply_post_hoc(self, model: nn.Module) -> None:

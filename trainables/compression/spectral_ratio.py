@@ -8,16 +8,11 @@ weights, so it changes the shape of the spectrum at whatever weight scale traini
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from trainables.compression._base import Compression, zero_like_params
-from trainables.compression._layers import encoder_matrices
-
-# Keeps the ratio finite at an exactly zero layer (||sigma||_2 = ||W||_F = 0).
-_EPS = 1e-12
+from trainables.compression.row_sparsity import RatioPenalty
 
 
-class SpectralRatio(Compression):
+class SpectralRatio(RatioPenalty):
     """||sigma||_2 is computed as ||W||_F (equal, and smooth where singular values repeat)."""
 
     kind = "spectral_ratio"
@@ -25,11 +20,5 @@ class SpectralRatio(Compression):
     weak = {"strength": 0.01}
     strong = {"strength": 1.0}
 
-    def penalty(self, model: nn.Module) -> torch.Tensor:
-        if self.strength == 0:
-            return zero_like_params(model)
-        total = zero_like_params(model)
-        for matrix in encoder_matrices(model):
-            nuclear = torch.linalg.svdvals(matrix).sum()
-            total = total + nuclear / torch.linalg.matrix_norm(matrix).clamp_min(_EPS)
-        return self.strength * total
+    def l1_l2(self, matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.linalg.svdvals(matrix).sum(), torch.linalg.matrix_norm(matrix)
