@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -37,9 +38,16 @@ def headline_measure(tables: Tables) -> str:
 def eval_count(tables: Tables) -> int | None:
     """Samples each robust accuracy was measured on: the launch spec's fixed n_eval (run.json).
     None when the run does not say (intervals are then left empty, never guessed)."""
-    counts = {(r.spec.get("fixed") or {}).get("n_eval") for r in tables.runs}
+    counts = {_final_count(r.spec.get("fixed") or {}) for r in tables.runs}
     counts.discard(None)
     return int(counts.pop()) if len(counts) == 1 else None
+
+
+def _final_count(fixed: dict) -> int | None:
+    """The final rows' sample count: n_eval_final when the final protocol ran, else n_eval."""
+    if fixed.get("final_attack", "ensemble") != "none" and fixed.get("n_eval_final"):
+        return fixed["n_eval_final"]
+    return fixed.get("n_eval")
 
 
 def verdict(ci_low: float, ci_high: float) -> str:
@@ -77,6 +85,8 @@ def effect_table(
         per_config = _config_means(part, config, measure, n_eval)
         least, most = per_config.row(0, named=True), per_config.row(-1, named=True)
         corr = spearman(part[measure].to_numpy(), part["robust_acc"].to_numpy(), level)
+        if per_config.height < 2:  # one configuration: its seeds differ by noise, not by knob
+            corr = replace(corr, r=math.nan, ci_low=math.nan, ci_high=math.nan)
         rows.append(
             dict(zip(group, key))
             | {"n_trials": part.height, "n_configs": per_config.height}
