@@ -36,8 +36,9 @@ from typing import Any
 # 1: first layout. 2: trials.neuron_comp_l2. 3: scale-free statistics (history, layers), the
 # validation columns. 4: robustness sample counts, 95%
 # intervals, linear-relaxation and exact certificates, radius ratios (the final evaluation
-# protocol). 5: the time budget (history.t_*, TIME_BUDGET; see ADDED_IN).
-SCHEMA_VERSION = 5
+# protocol). 5: the time budget (history.t_*, TIME_BUDGET; see ADDED_IN). 6: the first layer's
+# alignment with the data (history.data_*, DATA_STATS).
+SCHEMA_VERSION = 6
 
 # Kept fractions at which compressibility is reported (THEORY.md), and the one used for headlines.
 KAPPAS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25)
@@ -134,6 +135,11 @@ RESULT_SCALARS: dict[str, str] = {
     "spec_fro": "float64",
     "inf_fro": "float64",
     "spectral_spread": "float64",  # sigma_1 / sigma_k at HEADLINE_KAPPA
+    # The first layer's sensitive directions against the data (metrics.data_alignment; NaN for a
+    # conv first layer): candidates for the pooled predictor of robust accuracy (issue 12).
+    "data_align": "float64",  # share of the data's variance along the top right singular vector
+    "data_gain_l2": "float64",  # sigma_1 / the layer's RMS gain on the (centred) data
+    "data_gain_linf": "float64",  # ||W||_inf / (sqrt(d) * that gain)
     "val_loss": "float64",  # mean CE on the validation split (NaN without one, config val_frac)
     "selected_epoch": "int64",  # the epoch whose weights this result evaluated (select_best)
     # The time budget (trainables/timing.py): wall seconds per phase, cumulative over the trial
@@ -162,9 +168,10 @@ SCALE_FREE_KEYS: tuple[str, ...] = (
     "stable_rank", "spectral_l1l2", "neuron_l1l2_l1", "neuron_l1l2_l2", "spec_fro", "inf_fro",
     "spectral_spread",
 )  # the network means of SCALE_FREE_STATS (below), in RESULT_SCALARS
+DATA_STATS: tuple[str, ...] = ("data_align", "data_gain_l2", "data_gain_linf")
 # Per-epoch scalars the trial reports as NaN when it did not evaluate (diverged, or nothing yet).
 EVALUATED_SCALARS: tuple[str, ...] = (
-    "robust_acc", *HEADLINES, "lip_linf", "lip_l2", *SCALE_FREE_KEYS
+    "robust_acc", *HEADLINES, "lip_linf", "lip_l2", *SCALE_FREE_KEYS, *DATA_STATS
 )
 # Final values copied into the trials table, exported per trial to Prometheus, printed per trial.
 TRIAL_METRICS: tuple[str, ...] = ("clean_acc", "robust_acc", *HEADLINES)
@@ -294,6 +301,7 @@ ADDED_IN: dict[tuple[str, str], int] = {
     ("trials", "neuron_comp_l2"): 2,
     **{("history", key): 3 for key in (*SCALE_FREE_KEYS, "val_loss", "selected_epoch")},
     **{("history", key): 5 for key in TIME_BUDGET},
+    **{("history", key): 6 for key in DATA_STATS},
     **{("layers", column): 3 for column in (
         "spectral_l1l2", "neuron_l1l2_l1", "neuron_l1l2_l2", "spec_fro", "inf_fro",
         *comp_columns("spectral_spread"),

@@ -58,6 +58,7 @@ from trainables.metrics import (
     certified_radius,
     certified_radius_relaxed,
     clopper_pearson,
+    data_alignment,
     exact_robust_mask,
     layer_metrics,
     lipschitz,
@@ -320,6 +321,9 @@ class Trial:
         x = self.data.x_test[:n].to(self.device)
         y = self.data.y_test[:n].to(self.device)
         estimates = sensitivity_estimates(model, x, y)  # one Jacobian pass serves both norms
+        self.timer.begin("t_metrics")
+        headlines.update(data_alignment(model, x))
+        self.timer.end()
         rows = []
         for norm in cfg.norms:
             rows += self._robustness_rows(model, x, y, norm, estimates, final)

@@ -15,6 +15,7 @@ from tests.trainables.metrics_models import FCN, TinyConvNet
 from trainables.metrics import (
     alignment_estimate_gap,
     certified_radius,
+    data_alignment,
     first_order_gap,
     input_gradient_norms,
     jacobian_op_norms,
@@ -166,3 +167,38 @@ def test_alignment_is_nan_for_a_conv_first_layer() -> None:
     model = MODELS["conv"]
     top, rest = perturbation_alignment(model, torch.randn(3, *model.input_shape), "l2")
     assert math.isnan(top) and math.isnan(rest)
+
+
+def test_data_alignment_matches_numpy_and_is_scale_free() -> None:
+    g = torch.Generator().manual_seed(5)
+    weight = torch.randn(8, 3, generator=g) @ torch.randn(3, 12, generator=g)  # rank 3
+    std = torch.tensor([0.25, 0.5]).reshape(2, 1, 1)
+    model = _alignment_model(weight, std)
+    x = torch.randn(40, 2, 2, 3, generator=g)
+    got = data_alignment(model, x)
+    z = ((x - model.normalize.mean) / std).reshape(40, -1).double().numpy()
+    z = z - z.mean(axis=0)
+    w = weight.double().numpy()
+    gain = np.linalg.norm(z @ w.T) / np.linalg.norm(z)
+    _, s, vt = np.linalg.svd(w)
+    expected = {
+        "data_align": float(np.sum((z @ vt[0]) ** 2) / np.sum(z**2)),
+        "data_gain_l2": float(s[0] / gain),
+        "data_gain_linf": float(np.abs(w).sum(axis=1).max() / (np.sqrt(12) * gain)),
+    }
+    assert got == pytest.approx(expected, rel=1e-6)
+    # Data lying along v_1 only: all of its variance is there and the gain ratio is 1.
+    v1 = torch.from_numpy(vt[0]).float().reshape(2, 2, 3)
+    along = torch.linspace(-1, 1, 9).reshape(9, 1, 1, 1) * v1 * std + model.normalize.mean
+    top = data_alignment(model, along)
+    assert top["data_align"] == pytest.approx(1.0, abs=1e-5)
+    assert top["data_gain_l2"] == pytest.approx(1.0, abs=1e-5)
+    with torch.no_grad():
+        model.encoder[0].weight.mul_(7.0)  # scale-free: scaling W changes none of them
+    assert data_alignment(model, x) == pytest.approx(got, rel=1e-6)
+
+
+def test_data_alignment_is_nan_for_a_conv_first_layer() -> None:
+    model = MODELS["conv"]
+    got = data_alignment(model, torch.randn(3, *model.input_shape))
+    assert all(math.isnan(v) for v in got.values())

@@ -1,7 +1,7 @@
 """Compressibility, operator norms, Lipschitz bounds, certificates and loss-gap estimates
 (THEORY.md). Everything reads the model protocol stated in trainables/models/__init__.py."""
 
-from trainables.metrics._alignment import perturbation_alignment
+from trainables.metrics._alignment import data_alignment, perturbation_alignment
 from trainables.metrics._certify import (
     CE_GRADIENT_BOUND,
     certified_accuracy,
@@ -54,6 +54,7 @@ __all__ = [
     "margin_lower_bounds",
     "network_summary",
     "op_norm",
+    "data_alignment",
     "perturbation_alignment",
     "sensitivity_estimates",
     "wilson",

@@ -55,3 +55,35 @@ def perturbation_alignment(model: nn.Module, delta: torch.Tensor, p: str) -> tup
     top = float(cosines[:, 0].mean())
     rest = float(cosines[:, 1:].mean()) if directions.shape[0] > 1 else math.nan
     return top, rest
+
+
+@torch.no_grad()
+def data_alignment(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
+    """How the first encoder layer's most sensitive directions sit relative to the data
+    (schema.DATA_STATS; THEORY.md "Scale, homogeneity and what is scale-free"). All three are
+    scale-free: scaling W cancels.
+
+    With Z the layer's inputs (x normalized, flattened) centred over the samples, i.e. the
+    directions the data varies in, and g = ||Z W^T||_F / ||Z||_F the layer's RMS gain on them:
+    data_align = ||Z v_1||^2 / ||Z||_F^2, the share of the data's variance along the top right
+    singular vector v_1; data_gain_l2 = sigma_1 / g, how much more the worst L2 direction is
+    amplified than the data; data_gain_linf = ||W||_inf / (sqrt(d) g), the same for the worst
+    L-inf direction (||delta||_inf = 1 has ||delta||_2 <= sqrt(d)). NaN for a conv first layer,
+    a zero layer or data without variation."""
+    nan = dict.fromkeys(("data_align", "data_gain_l2", "data_gain_linf"), math.nan)
+    _, first = model.encoder_layers()[0]
+    if first.weight.dim() != 2:
+        return nan
+    z = model.normalize(x.detach()).double().reshape(x.shape[0], -1)
+    z = z - z.mean(dim=0, keepdim=True)
+    matrix = weight_matrix(first).double().to(z.device)
+    data_energy = float(z.square().sum())
+    gain = math.sqrt(float((z @ matrix.T).square().sum()) / data_energy) if data_energy > 0 else 0
+    if gain <= 0:
+        return nan
+    _, sigma, vh = torch.linalg.svd(matrix, full_matrices=False)
+    return {
+        "data_align": float((z @ vh[0]).square().sum()) / data_energy,
+        "data_gain_l2": float(sigma[0]) / gain,
+        "data_gain_linf": float(matrix.abs().sum(dim=1).max()) / (math.sqrt(z.shape[1]) * gain),
+    }
