@@ -1,6 +1,9 @@
 """The loss-gap bound against the measured CE gap (THEORY.md "Network bound"), and the two
 data-dependent estimates beside it. Only bound_gap is a certificate; align_est_gap and
-first_order_gap are estimates and are labelled so in every table."""
+first_order_gap are estimates and are labelled so in every table. Correlations are per eps (never
+pooled), on the rank-varied trials and on all; `factor_correlations` takes the global bound apart
+(Lipschitz product, head norm, each layer's operator norm) to show which factor loses the
+ordering of the measured gap."""
 
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 # [1, sqrt(nonzeros)], so a network with fewer significant singular values (rows) scores lower.
 LABELS: dict[str, str] = {
     "spectral_comp": "spectral compressibility comp_0.1 (0-1, higher = more compressible)",
-    "neuron_comp": "neuron compressibility, row L1 norms, comp_0.1 (0-1, higher = more compressible)",
+    "neuron_comp": "neuron compressibility, row L1 norms, comp_0.1 (0-1, higher = more "
+                   "compressible)",
     "neuron_comp_l2": "neuron compressibility, row L2 norms, comp_0.1 (0-1, higher = more "
                       "compressible)",
     "spectral_l1l2": "effective spectral count ||sigma||_1/||sigma||_2 (lower = more compressible)",

@@ -13,7 +13,6 @@ factors (analysis.bound, their one home). A trial counts at its last evaluated i
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path

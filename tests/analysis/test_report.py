@@ -55,6 +55,14 @@ def test_plain_run_report(plain_report):
     assert "Skipped: this run has no UAP rows" in html
     assert "0 row(s) with measured CE gap above the loss-gap bound" in html
     assert (plain_report.parent / "tables" / "frontier_parameters_spectral_comp.csv").is_file()
+    # the bound section: per-eps correlations on both subsets, and one row per factor
+    tables = plain_report.parent / "tables"
+    corr = pl.read_csv(tables / "bound_correlations.csv")
+    assert set(corr["subset"]) == {"rank_varied", "all"} and corr["eps"].null_count() == 0
+    factors = pl.read_csv(tables / "bound_factor_correlations.csv")
+    assert {"lip", "head", "layer0", "layer1", "align_est_gap"} <= set(factors["factor"])
+    trend = pl.read_csv(tables / "trend.csv")
+    assert set(trend.filter(pl.col("measure") == "spectral_l1l2")["predicted"]) == {1}
 
 
 def test_uap_run_report_adds_settings_and_control(uap_run_dir):
