@@ -105,7 +105,7 @@ def effect_table(
     interval, the predicted sign and the verdict. `secondary` (e.g. comp at kappa) is reported at
     both ends as least_/most_secondary when given and present."""
     predicted = predicted_sign(measure)
-    if secondary is not None and secondary not in final.columns:
+    if secondary == measure or (secondary is not None and secondary not in final.columns):
         secondary = None
     group = ["knob", *settings, "norm", "eps"]
     frame = final.filter(pl.col(measure).is_finite() & pl.col("robust_acc").is_finite())
@@ -140,7 +140,7 @@ def _config_means(part: pl.DataFrame, config: list[str], measure: str,
         INTERVAL_COLUMNS[0]].is_not_null().any()
     aggs = [pl.len().alias("seeds"), pl.col(measure).mean(), pl.col("robust_acc").mean(),
             pl.col("trial_id").sort().first().alias("trial_id")]
-    if secondary is not None and secondary != measure:
+    if secondary is not None:
         aggs.append(pl.col(secondary).mean())
     if has_interval:
         aggs += [pl.col(c).mean() for c in INTERVAL_COLUMNS]

@@ -11,8 +11,9 @@ from scipy import stats as sps
 
 from analysis.report import write_report
 from analysis.stats import clopper_pearson
-from analysis.summary import effect_table, predicted_sign, verdict
+from analysis.summary import effect_table, pareto_trials, predicted_sign, verdict
 from tests.analysis.conftest import N_EVAL
+from tests.analysis.helpers import read_tables, rewrite
 
 
 @pytest.mark.parametrize("k,n", [(0, 10), (3, 10), (10, 10), (57, 200), (1, 1)])
@@ -142,3 +143,27 @@ def test_a_per_row_sample_count_is_preferred():
     most = final.filter(pl.col("strength") == 5.0)["robust_acc"]
     ci = sps.binomtest(round(most.sum() * 400), 800).proportion_ci(0.95, method="exact")
     assert (row["most_ra_lo"], row["most_ra_hi"]) == pytest.approx((ci.low, ci.high))
+
+
+def test_pareto_on_the_l1l2_axis_prefers_the_lower_count():
+    """Lower l1/l2 = more compressible: a trial with a low count is on the front even with lower
+    RA; the trial beaten on both (same count, lower RA) is not."""
+    final = pl.DataFrame({"trial_id": ["a", "b", "c"], "norm": "linf", "eps": 0.03,
+                          "knob": "rank", "spectral_l1l2": [2.0, 10.0, 10.0],
+                          "robust_acc": [0.5, 0.6, 0.4]})
+    front = pareto_trials(final, "spectral_l1l2", [])
+    assert set(front["trial_id"]) == {"a", "b"}
+
+
+def test_a_store_without_the_ratio_falls_back_to_comp_at_kappa(run_dir, tmp_path):
+    """A store from before schema 3 has no l1/l2 statistics: the findings use comp at kappa with
+    its own (negative) predicted sign, and the verdicts still hold."""
+    history = read_tables(run_dir)["history"].with_columns(
+        pl.lit(None, dtype=pl.Float64).alias("spectral_l1l2"))
+    trials = read_tables(run_dir)["trials"].with_columns(pl.lit("old").alias("run_id"))
+    old = rewrite(run_dir, tmp_path / "old", history=history, trials=trials)
+    html = write_report(old, n_boot=5).read_text()
+    findings = html[html.index("<h2>Findings</h2>"):html.index("<h2>Pareto-optimal trials</h2>")]
+    assert findings.count(": holds</p>") == 8 and findings.count("predicted &lt; 0") == 8
+    assert "at spectral_comp " in findings and "at spectral_l1l2" not in findings
+    assert "(spectral_comp " not in findings  # no secondary column repeating the axis
