@@ -117,3 +117,12 @@ def test_tables_drop_rows_with_nothing_but_nan_and_scroll():
     assert "rank" in page and "nuclear" not in page and "nan" not in page
     assert "rank" in md and "nuclear" not in md
     assert '<div class="scroll"><table>' in page
+
+
+def test_hover_text_carries_the_l1l2_count_when_the_row_has_it():
+    from analysis.interactive import hover_text
+
+    rows = pl.DataFrame({"trial_id": ["a", "b"], "knob": "rank", "spectral_comp": [1.0, 1.0],
+                         "spectral_l1l2": [3.25, float("nan")]})
+    first, second = hover_text(rows, [], ["spectral_comp"])
+    assert "spectral_l1l2=3.25" in first and "spectral_l1l2" not in second
