@@ -22,11 +22,14 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from analysis.labels import label
+from trainables.schema import HEADLINE_STAT
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
           "#7f7f7f", "#bcbd22", "#17becf")
+# The l1/l2 counts (the findings' axis; comp at kappa ties low ranks) ride along on every point.
 HOVER_METRICS = ("final_clean_acc", "clean_acc", "robust_acc", "certified_acc",
-                 "certified_acc_relaxed", "measured_gap", "bound_gap")
+                 "certified_acc_relaxed", "measured_gap", "bound_gap",
+                 *HEADLINE_STAT.values())
 FIGURE_HEIGHT = 420
 
 

@@ -1,19 +1,18 @@
 """Which single scale-free statistic of the trained network predicts robust accuracy across every
 knob pooled (issue 12, items 6 and 7)?
 
-`predictor_table` ranks each candidate of trainables.schema.SCALE_FREE_STATS, and compressibility
-at a kept fraction kappa beside them, by its Spearman correlation with RA per (norm, eps), pooled
-over every knob and seed of the run(s), with a bootstrap interval over trials. `bound_table` gives
-the per-eps correlation of the global loss-gap bound and of the two estimates with the measured CE
-gap: never pooled over eps, since the gap and the bound both scale with eps and pooling would
-reward the eps axis, not the bound.
+`predictor_table` ranks each candidate of trainables.schema.SCALE_FREE_STATS, the first layer's
+alignment with the data (schema.DATA_STATS, from the history table), and compressibility at a kept
+fraction kappa beside them, by its Spearman correlation with RA (the strongest attack's, at the
+final evaluation) per (norm, eps), pooled over every knob and seed of the run(s), with a bootstrap
+interval over trials.
 
-Both read a store through analysis.load; a trial counts at its last evaluated iteration.
+The CLI also prints the bound's per-eps correlations with the measured CE gap and with each of its
+factors (analysis.bound, their one home). A trial counts at its last evaluated iteration.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,12 +21,13 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
-from analysis._cli import fail
+from analysis._cli import OneLineParser, fail
+from analysis.bound import bound_correlations, bound_factors, factor_correlations
 from analysis.stats import spearman
 from analysis.store import Tables, load
 from analysis.views import ANALYSED_STATUSES, final_robustness
 from trainables.errors import SweepError
-from trainables.schema import HEADLINE_KAPPA, SCALE_FREE_STATS, kappa_tag
+from trainables.schema import DATA_STATS, HEADLINE_KAPPA, KAPPAS, SCALE_FREE_STATS, kappa_tag
 
 # Compressibility at a fixed kappa, per flavour: trial statistic -> layers-column prefix.
 COMP_AT_KAPPA: dict[str, str] = {
@@ -36,11 +36,6 @@ COMP_AT_KAPPA: dict[str, str] = {
     "neuron_comp_l2": "neuron_comp_l2",
 }
 GOAL = 0.9  # the issue's target: |Spearman| with RA, pooled over every knob
-BOUND_QUANTITIES: dict[str, str] = {
-    "bound_gap": "global product (certificate)",
-    "align_est_gap": "alignment-aware (estimate)",
-    "first_order_gap": "first-order (estimate)",
-}
 _TRIAL = ["run_id", "trial_id"]
 
 
@@ -111,20 +106,25 @@ def predictor_table(
     level: float = 0.95,
     seed: int = 0,
 ) -> pl.DataFrame:
-    """Per (norm, eps, statistic): Spearman of RA (lowest over attacks, UAP excluded) with the
-    statistic across every analysed trial pooled, its bootstrap interval, and whether |rho|
-    reaches GOAL. `kind` is "scale_free" or "comp_at_kappa"; rows are sorted by |rho| within each
-    (norm, eps), so the first row of each group is the best single predictor there."""
+    """Per (norm, eps, statistic): Spearman of RA with the statistic across every analysed trial
+    pooled, its bootstrap interval, and whether |rho| reaches GOAL. RA is the strongest attack's
+    (the lowest over attacks at the trial's last evaluated iteration, UAP excluded; see
+    views.final_robustness). `kind` is "scale_free", "data" (DATA_STATS at the trial's last
+    history row; NaN for a conv first layer, such trials leave that row's n) or
+    "comp_at_kappa"; rows are sorted by |rho| within each (norm, eps), so the first row of each
+    group is the best single predictor there."""
     stats = trial_statistics(tables, kappa)
-    robust = final_robustness(tables).select(*_TRIAL, "norm", "eps", "robust_acc").collect()
+    robust = final_robustness(tables).select(
+        *_TRIAL, "norm", "eps", "robust_acc", *DATA_STATS).collect()
     joined = robust.join(stats, on=_TRIAL, how="inner")
     candidates = {**{k: "scale_free" for k in SCALE_FREE_STATS},
+                  **{k: "data" for k in DATA_STATS},
                   **{k: "comp_at_kappa" for k in COMP_AT_KAPPA}}
     rows = []
     for (norm, eps), group in sorted(joined.partition_by(["norm", "eps"], as_dict=True).items()):
         ra = group["robust_acc"].to_numpy()
         for name, kind in candidates.items():
-            values = group[name].to_numpy()
+            values = group[name].cast(pl.Float64).fill_null(float("nan")).to_numpy()
             rho = _rho(values, ra, level)
             low, high = bootstrap_spearman(values, ra, n_boot, level, seed)
             rows.append({
@@ -137,7 +137,8 @@ def predictor_table(
     frame = pl.DataFrame(rows, schema_overrides={"kappa": pl.Float64})
     if frame.is_empty():
         return frame
-    return frame.sort(
+    # NaN (no defined rho) as null, so it sorts last rather than as the largest |rho|
+    return frame.with_columns(pl.col("spearman").fill_nan(None)).sort(
         ["norm", "eps", pl.col("spearman").abs()], descending=[False, False, True],
         nulls_last=True,
     )
@@ -156,54 +157,47 @@ def best_predictors(table: pl.DataFrame) -> pl.DataFrame:
     return best.join(comp, on=["norm", "eps"], how="left").sort(["norm", "eps"])
 
 
-def bound_table(
-    tables: Tables, n_boot: int = 2000, level: float = 0.95, seed: int = 0
-) -> pl.DataFrame:
-    """Per (norm, eps) and quantity of BOUND_QUANTITIES: Spearman with the measured CE gap across
-    analysed trials, with a bootstrap interval. One row per eps: never pooled over eps."""
-    frame = final_robustness(tables).select(
-        "norm", "eps", "measured_gap", *BOUND_QUANTITIES
-    ).collect()
-    rows = []
-    for (norm, eps), group in sorted(frame.partition_by(["norm", "eps"], as_dict=True).items()):
-        measured = group["measured_gap"].to_numpy()
-        for quantity, label in BOUND_QUANTITIES.items():
-            values = group[quantity].to_numpy()
-            corr = spearman(values, measured, level)
-            low, high = bootstrap_spearman(values, measured, n_boot, level, seed)
-            rows.append({"norm": norm, "eps": float(eps), "quantity": quantity, "label": label,
-                         "n": corr.n, "spearman": corr.r, "ci_low": low, "ci_high": high})
-    return pl.DataFrame(rows)
-
-
 def main(argv: list[str] | None = None) -> int:
     """python -m analysis.predictors RUN_DIR [RUN_DIR ...]: the pooled-predictor table (best
-    statistic per norm and eps first) and the per-eps bound correlations."""
-    parser = argparse.ArgumentParser(prog="python -m analysis.predictors", description=main.__doc__)
+    statistic per norm and eps first), the per-eps bound correlations with the measured CE gap
+    (rank-varied and all trials) and the same per factor of the bound, over the runs pooled."""
+    parser = OneLineParser(prog="python -m analysis.predictors", description=main.__doc__)
     parser.add_argument("run_dirs", type=Path, nargs="+", help="run directories (hold store/)")
     parser.add_argument("--kappa", type=float, default=HEADLINE_KAPPA)
     parser.add_argument("--n-boot", type=int, default=2000)
     args = parser.parse_args(argv)
+    if args.kappa not in KAPPAS:  # the store has comp columns at these kept fractions only
+        return fail(f"--kappa must be one of {list(KAPPAS)}, but got {args.kappa}")
+    if args.n_boot < 1:
+        return fail(f"--n-boot must be >= 1, but got {args.n_boot}")
     try:
         tables = load(args.run_dirs)
         table = predictor_table(tables, kappa=args.kappa, n_boot=args.n_boot)
-        bounds = bound_table(tables, n_boot=args.n_boot)
+        bounds = bound_correlations(final_robustness(tables))
+        factors = factor_correlations(bound_factors(tables))
     except SweepError as err:
         return fail(err)
+    shown_bounds = bounds.select("subset", "norm", "eps", "quantity", "n", "spearman_r",
+                                 "spearman_ci_low", "spearman_ci_high", "pearson_r",
+                                 "ratio_median")
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, float_precision=3):
+        print(f"Spearman of RA (strongest attack) with each statistic, pooled over every knob "
+              f"and seed; |rho| >= {GOAL} reaches the goal")
         print(table)
+        print("Best single predictor per (norm, eps)")
         print(best_predictors(table))
-        print(bounds)
+        print("Measured CE gap vs the bound and the estimates, per eps (never pooled)")
+        print(shown_bounds)
+        print("Measured CE gap vs each factor of the global bound, per eps")
+        print(factors)
     return 0
 
 
 __all__ = [
-    "BOUND_QUANTITIES",
     "COMP_AT_KAPPA",
     "GOAL",
     "best_predictors",
     "bootstrap_spearman",
-    "bound_table",
     "main",
     "predictor_table",
     "trial_statistics",

@@ -16,7 +16,14 @@ from analysis import interactive, plots
 from analysis._cli import OneLineParser, fail
 from analysis._render import Section, html_page, markdown
 from analysis.band import band_table, band_violations
-from analysis.bound import GAP_QUANTITIES, bound_correlations, radius_comparison, violations
+from analysis.bound import (
+    GAP_QUANTITIES,
+    bound_correlations,
+    bound_factors,
+    factor_correlations,
+    radius_comparison,
+    violations,
+)
 from analysis.errors import ReportError
 from analysis.frontier import PARAMETERS, fit_frontiers, pareto_front
 from analysis.store import Tables, load
@@ -24,6 +31,7 @@ from analysis.summary import (
     CONTRADICTS,
     HOLDS,
     INCONCLUSIVE,
+    comp_measure,
     effect_table,
     eval_count,
     headline_measure,
@@ -31,9 +39,11 @@ from analysis.summary import (
     sentence,
 )
 from analysis.trend import NEAR_BEST_CLEAN, trend_table
+from analysis.labels import label
 from analysis.views import (
     ANALYSED_STATUSES,
     COMP_MEASURES,
+    COMPRESSIBLE_DIRECTION,
     config_columns,
     final_robustness,
     seed_means,
@@ -45,6 +55,9 @@ from trainables import schema
 from trainables.errors import SweepError
 
 REPORT_DIR = schema.REPORT_DIR
+# The paper's compressibility at kappa: the x-axis of the figures whose fitted model is defined on
+# comp in [0, 1] (frontier a - b * comp^c, alignment, UAP). The findings use the space's
+# non-saturating axis (summary.headline_measure) instead.
 HEADLINE_MEASURE = "spectral_comp"
 
 
@@ -72,13 +85,16 @@ def write_report(run_dir: str | os.PathLike[str], n_boot: int = 200, seed: int =
             stale.unlink()
     settings = varying_settings(tables)
     final = final_robustness(tables).with_columns(_setting_label(settings)).collect()
+    comp = comp_measure(tables)
     measure = headline_measure(tables)
+    if final.height and not _usable(final, measure):  # a store before schema 3 lacks the ratios
+        measure = comp
     sections = []
     if final.height:
-        sections += _findings(tables, final, settings, measure, out)
+        sections += _findings(tables, final, settings, measure, comp, out)
     sections.append(_summary(tables, out))
     if final.height:
-        sections.append(_interactive(tables, final, settings, measure, n_boot, seed))
+        sections.append(_interactive(tables, final, settings, comp, n_boot, seed))
     if final.height == 0:
         sections.append(Section("Robustness", [
             ("No completed trial has robustness rows yet, so the accuracy, frontier, bound, "
@@ -91,7 +107,8 @@ def write_report(run_dir: str | os.PathLike[str], n_boot: int = 200, seed: int =
                      for m in COMP_MEASURES]
         if settings:
             sections.append(_frontier_per_setting(final, config, settings, n_boot, seed, out))
-        sections += [_bound(tables, final, out), _radii(final, out), _trend(final, settings, out),
+        sections += [_bound(tables, final, out), _radii(final, out),
+                     _trend(final, settings, measure, out),
                      _alignment(final, config, out)]
         if tables.runs[0].spec.get("space") == "posthoc_audit":
             sections.insert(1, _posthoc(final, out))
@@ -147,33 +164,44 @@ def _usable(frame: pl.DataFrame, column: str) -> bool:
 
 
 def _findings(tables: Tables, final: pl.DataFrame, settings: list[str], measure: str,
-              out: _Output) -> list[Section]:
+              comp: str, out: _Output) -> list[Section]:
     """The findings first: effect per knob x setting x norm x eps with the verdict, then the
     Pareto-optimal trials."""
     n_eval = eval_count(tables)
-    effects = effect_table(final, measure, config_columns(tables), settings, n_eval)
+    effects = effect_table(final, measure, config_columns(tables), settings, n_eval,
+                           secondary=comp)
     tally = {v: effects.filter(pl.col("verdict") == v).height
              for v in (HOLDS, CONTRADICTS, INCONCLUSIVE)} if effects.height else {}
     counted = (f"RA intervals: 95% Clopper-Pearson on {n_eval} attacked samples per trial, "
                "pooled over seeds" if n_eval else
                "RA intervals: none (run.json does not say how many samples were attacked)")
+    if COMPRESSIBLE_DIRECTION[measure] < 0:
+        axis = (f"The axis is {measure}, the {label(measure)}: a continuous count that orders "
+                f"every rank, where {comp} (compressibility at kappa 0.1, shown in brackets as a "
+                "secondary column) is 1 for every rank <= 10% of a layer's width. So the "
+                "prediction is a POSITIVE rho between RA and it: holds when the interval lies "
+                "entirely above 0, contradicts when entirely below")
+    else:
+        axis = (f"The axis is {measure}, the {label(measure)}; the prediction is a negative rho: "
+                "holds when the interval lies entirely below 0, contradicts when entirely above")
     lead = [
         (f"The paper predicts that robust accuracy (RA) falls as compressibility rises. Tested "
-         f"per knob, setting, norm and eps with Spearman's rho between RA and {measure} across "
-         "trials (95% Fisher-z interval): holds when the interval lies entirely below 0, "
-         "contradicts when entirely above, inconclusive otherwise. Verdicts: "
+         "per knob, setting, norm and eps with Spearman's rho across trials (95% Fisher-z "
+         f"interval). {axis}, inconclusive otherwise. Verdicts: "
          + ", ".join(f"{n} {v}" for v, n in tally.items()) + f". {counted}. Each line: RA of "
          "the least compressed configuration -> RA of the most compressed."),
         *[sentence(row, n_eval) for row in effects.iter_rows(named=True)],
     ]
     shown = effects.select([c for c in effects.columns if not c.endswith("_trial")
-                            and c not in ("measure", "least_seeds", "most_seeds")])
+                            and c not in ("measure", "secondary", "least_seeds",
+                                          "most_seeds")])
     findings = Section("Findings", lead, tables=[
         ("Effect of compression on robust accuracy", shown, out.table("findings", effects))])
     front = pareto_trials(final, measure, [*tables.hyperparameters, *settings])
     pareto = Section("Pareto-optimal trials", [
-        (f"Trials no other trial beats on both {measure} (higher) and RA (higher), per norm at "
-         "its largest eps, with their settings.")],
+        (f"Trials no other trial beats on both compressibility ({measure} "
+         f"{'lower' if COMPRESSIBLE_DIRECTION[measure] < 0 else 'higher'}) and RA (higher), per "
+         "norm at its largest eps, with their settings.")],
         tables=[("Pareto-optimal trials", front, out.table("pareto_trials", front))])
     return [findings, pareto]
 
@@ -317,11 +345,13 @@ def _bound(tables: Tables, final: pl.DataFrame, out: _Output) -> Section:
         return Section(title, ["Skipped: no trial reports measured_gap and bound_gap."])
     points = final.select("run_id", "trial_id", "norm", "eps", "measured_gap", *GAP_QUANTITIES)
     corr = bound_correlations(final.lazy())
+    factors = factor_correlations(bound_factors(tables))
     n_bad = violations(tables).select(pl.len()).collect().item()
     titles = {}
     for norm in sorted(points["norm"].unique().to_list()):
         eps = points.filter(pl.col("norm") == norm)["eps"].max()
-        rows = corr.filter((pl.col("norm") == norm) & (pl.col("eps") == eps))
+        rows = corr.filter((pl.col("subset") == "all") & (pl.col("norm") == norm)
+                           & (pl.col("eps") == eps))
         parts = []
         for row in rows.iter_rows(named=True):
             label = "bound" if row["kind"] == "bound" else f"{row['quantity']} (estimate)"
@@ -336,10 +366,19 @@ def _bound(tables: Tables, final: pl.DataFrame, out: _Output) -> Section:
         ("bound_gap = G_p ||C|| Lhat_p eps is a certificate: every point must lie on or above "
         f"y = x; {n_bad} violation(s) found over all rows. align_est_gap and first_order_gap are "
         "data-dependent estimates, not bounds. Correlations are across trials at one (norm, "
-        "eps); rows with eps empty pool every eps of the norm (inflated by the common eps "
-        "scaling). Spearman intervals: Fisher z with the Fieller standard error; Pearson: "
-        "Fisher z. ratio_* = quantity / measured gap (tightness; the bound's is >= 1).")
+        "eps), never pooled over eps (the common eps scaling would inflate them), on the "
+        "rank-varied trials (compression none or rank, the paper's setting; subset rank_varied) "
+        "and on all trials (subset all; the figure titles). Spearman intervals: Fisher z with "
+        "the Fieller standard error; Pearson: "
+        "Fisher z. ratio_* = quantity / measured gap (tightness; the bound's is >= 1)."),
+        ("Which factor loses the ordering: the global bound is G_p ||C||_{p->p} * Lhat_p * eps "
+         "with Lhat_p a product of layer operator norms (L-inf: max row L1 norm, which grows "
+         "with width and rank unlike the measured gap). The second table correlates the "
+         "measured gap with each factor alone: lip (Lhat_p), head (G_p ||C||_{p->p}) and "
+         "layer<i> (one layer's p->p norm), beside the whole bound and the two estimates."),
     ], rel, [("Correlations with the measured gap", corr, out.table("bound_correlations", corr)),
+             ("Correlations of the measured gap with each factor of the bound", factors,
+              out.table("bound_factor_correlations", factors)),
              ("Points", None, out.table("bound_points", points))])
 
 
@@ -360,9 +399,10 @@ def _radii(final: pl.DataFrame, out: _Output) -> Section:
     ], None, [("Certified / empirical radius per norm", table, out.table("radius_ratios", table))])
 
 
-def _trend(final: pl.DataFrame, settings: list[str], out: _Output) -> Section:
+def _trend(final: pl.DataFrame, settings: list[str], measure: str, out: _Output) -> Section:
     title = "Trend test: compressibility vs robust accuracy"
-    table = trend_table(final.lazy(), settings)
+    measures = list(dict.fromkeys([measure, *COMP_MEASURES]))
+    table = trend_table(final.lazy(), settings, measures=measures)
     if table.height == 0:
         return Section(title, ["Skipped: no groups to correlate."])
     index = [c for c in table.columns if c not in ("metric", "n", "rho", "p_value", "ci_low",
@@ -371,7 +411,9 @@ def _trend(final: pl.DataFrame, settings: list[str], out: _Output) -> Section:
     return Section(title, [
         ("Spearman correlation of compressibility with RA (robust accuracy), SA (clean accuracy "
         "on the same samples) and RA/SA, per knob (never pooled), setting, norm and "
-        "eps. The paper predicts rho < 0 for RA and RA/SA with SA roughly flat. Subset "
+        "eps, against the findings' axis and compressibility at kappa. The paper predicts RA and "
+        "RA/SA fall as compressibility rises with SA roughly flat: rho < 0 for comp at kappa, "
+        "rho > 0 for an l1/l2 ratio (lower = more compressible); column 'predicted'. Subset "
         f"'near_best_clean' keeps trials whose final clean accuracy is within "
         f"{NEAR_BEST_CLEAN * 100:g} points of the best in the group, removing the confound of "
         "clean accuracy collapsing at extreme compression. Intervals (in the CSV) are Fisher z.")
@@ -417,10 +459,15 @@ def _alignment(final: pl.DataFrame, config: list[str], out: _Output) -> Section:
 
 def _layers(tables: Tables, out: _Output) -> Section:
     title = "Per-layer spectra of the least and most compressed trials"
-    trials = trial_columns(tables).filter(pl.col(HEADLINE_MEASURE).is_finite()).collect()
+    # Ordered by the spectral l1/l2 ratio where the store has it: comp at kappa ties every low rank.
+    order = schema.HEADLINE_STAT[HEADLINE_MEASURE]
+    trials = trial_columns(tables).collect()
+    if not _usable(trials, order):
+        order = HEADLINE_MEASURE
+    trials = trials.filter(pl.col(order).is_finite())
     if trials.height == 0:
-        return Section(title, [f"Skipped: no completed trial reports {HEADLINE_MEASURE}."])
-    ends = trials.sort(HEADLINE_MEASURE)
+        return Section(title, [f"Skipped: no completed trial reports {order}."])
+    ends = trials.sort(COMPRESSIBLE_DIRECTION[order] * pl.col(order))
     picks = pl.DataFrame({
         "run_id": [ends["run_id"][0], ends["run_id"][-1]],
         "trial_id": [ends["trial_id"][0], ends["trial_id"][-1]],
@@ -442,7 +489,7 @@ def _layers(tables: Tables, out: _Output) -> Section:
         ("The store keeps per-layer summaries, not raw singular values, so this figure shows "
         "what the spectra determine: compressibility comp_k at each kept fraction kappa "
         "(spectral and neuron L1) per layer, and effective / stable rank, for the trial with "
-        f"the lowest and the highest {HEADLINE_MEASURE} (solid: least, dashed: most).")
+        f"the least and the most compressible by {order} (solid: least, dashed: most).")
     ], rel, [("Layer rows", None, out.table("layers", layers))])
 
 

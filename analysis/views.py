@@ -12,6 +12,19 @@ from analysis.store import Tables
 from trainables import schema
 
 COMP_MEASURES: tuple[str, ...] = schema.HEADLINES
+# Which way each measure moves as a network becomes more compressible: +1 when higher means more
+# compressible (comp at kappa, in [0, 1]), -1 when lower does (the l1/l2 ratios of
+# schema.HEADLINE_STAT: an effective count of singular values or rows, in [1, sqrt(rank)]).
+# Anything that orders trials by compressibility or states the paper's predicted sign reads it.
+COMPRESSIBLE_DIRECTION: dict[str, int] = {
+    **{m: 1 for m in COMP_MEASURES},
+    **{s: -1 for s in schema.HEADLINE_STAT.values()},
+}
+# Per-epoch network statistics taken from the history table at a trial's last iteration (the
+# trials table keeps only TRIAL_METRICS): the scale-free headline axes (schema.HEADLINE_STAT), the
+# first layer's alignment with the data, and the Lipschitz products the loss-gap bound multiplies.
+HISTORY_STATS: tuple[str, ...] = (*schema.SCALE_FREE_KEYS, *schema.DATA_STATS, "lip_linf",
+                                  "lip_l2")
 # The column that names the compression method ("knob"); spaces without it use the space name.
 KNOB_COLUMN = "compression"
 # Hyperparameters that define a training *setting* (a frontier is fitted per setting) rather than
@@ -63,9 +76,21 @@ def knob(tables: Tables) -> pl.Expr:
     return pl.col(column).cast(pl.String).alias("knob")
 
 
+def final_history(tables: Tables) -> pl.LazyFrame:
+    """HISTORY_STATS of each trial at its last history row (the epoch whose weights the final
+    evaluation measured); a store older than a column reads it as null."""
+    return (
+        tables.history
+        .filter(pl.col("iteration") == pl.col("iteration").max().over(_TRIAL_KEYS))
+        .select(*_TRIAL_KEYS, *HISTORY_STATS)
+        .unique(_TRIAL_KEYS, keep="last")
+    )
+
+
 def trial_columns(tables: Tables, statuses: Sequence[str] = ANALYSED_STATUSES) -> pl.LazyFrame:
-    """The analysed trials with their compressibility, final clean accuracy, knob and
-    hyperparameters (clean_acc renamed final_clean_acc: it is on the whole evaluation split)."""
+    """The analysed trials with their compressibility (at kappa, and HISTORY_STATS at the last
+    epoch), final clean accuracy, knob and hyperparameters (clean_acc renamed final_clean_acc: it
+    is on the whole evaluation split)."""
     return (
         tables.trials
         .filter(pl.col("status").is_in(list(statuses)))
@@ -79,6 +104,7 @@ def trial_columns(tables: Tables, statuses: Sequence[str] = ANALYSED_STATUSES) -
             *[pl.col(c) for c in tables.hyperparameters if c not in ("space", "seed")],
             *COMP_MEASURES,
         )
+        .join(final_history(tables), on=_TRIAL_KEYS, how="left")
     )
 
 

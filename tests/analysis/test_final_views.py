@@ -72,3 +72,23 @@ def test_radius_comparison_medians_and_correlation(tmp_path):
     assert got["relaxed"]["median_ratio"] == pytest.approx(0.65)
     assert got["global"]["spearman_r"] == pytest.approx(1.0)  # r_cert proportional to r_emp
     assert got["relaxed"]["n_trials"] == 6 and not math.isnan(got["relaxed"]["spearman_r"])
+
+
+def test_history_statistics_come_from_each_trials_last_epoch(tmp_path):
+    """data_align / spectral_l1l2 / lip_linf of the final view are the last history row's, per
+    trial (an earlier epoch's value would be another network's)."""
+    trials = pl.DataFrame([{"run_id": "run", "trial_id": f"t{i}", "space": "s",
+                            "status": "completed", "seed": 0, "iterations": 2 + i,
+                            "compression": "none", "clean_acc": 0.9, "robust_acc": 0.5}
+                           for i in range(2)])
+    history = pl.DataFrame([{"trial_id": f"t{i}", "iteration": it, "data_align": 10.0 * i + it,
+                             "spectral_l1l2": 100.0 * i + it, "lip_linf": float(it)}
+                            for i in range(2) for it in range(1, 3 + i)])
+    robustness = [_row(f"t{i}", "pgd", 0.5, 0.4, 0.6, it=2 + i) for i in range(2)]
+    write_store(tmp_path / "run", {"trials": trials, "history": history,
+                                   "robustness": pl.DataFrame(robustness)},
+                {"compression": "str"})
+    final = final_robustness(load(tmp_path / "run")).collect().sort("trial_id")
+    assert final["data_align"].to_list() == [2.0, 13.0]
+    assert final["spectral_l1l2"].to_list() == [2.0, 103.0]
+    assert final["lip_linf"].to_list() == [2.0, 3.0]

@@ -14,12 +14,11 @@ from analysis.predictors import (
     GOAL,
     best_predictors,
     bootstrap_spearman,
-    bound_table,
     predictor_table,
     trial_statistics,
 )
 from tests.analysis.helpers import final_rows_by_hand, read_tables, rewrite
-from trainables.schema import SCALE_FREE_STATS
+from trainables.schema import DATA_STATS, SCALE_FREE_STATS
 
 
 def _rewrite(run_dir, target, layers: pl.DataFrame):
@@ -60,8 +59,8 @@ def test_pooled_spearman_matches_scipy_and_sits_in_its_interval(run_dir):
     linf = table.filter((pl.col("norm") == "linf") & (pl.col("eps") == 0.04))
     assert linf.filter(pl.col("statistic") == "spectral_l1l2")["spearman"][0] > 0.5
     assert linf.filter(pl.col("statistic") == "spectral_comp")["spearman"][0] < -0.5
-    assert set(table["statistic"]) == {*SCALE_FREE_STATS, "spectral_comp", "neuron_comp",
-                                       "neuron_comp_l2"}
+    assert set(table["statistic"]) == {*SCALE_FREE_STATS, *DATA_STATS, "spectral_comp",
+                                       "neuron_comp", "neuron_comp_l2"}
 
 
 def test_a_saturating_compressibility_loses_to_a_continuous_statistic(run_dir, tmp_path):
@@ -116,20 +115,33 @@ def test_trial_statistics_are_layer_means_at_the_last_iteration(run_dir):
     np.testing.assert_allclose(np.sort(stats["stable_rank"].to_numpy()), np.sort(x))
 
 
-def test_bound_correlations_are_per_eps_and_never_pooled(run_dir):
-    table = bound_table(load(run_dir), n_boot=200)
-    assert table["eps"].null_count() == 0
-    assert sorted(set(zip(table["norm"], table["eps"]))) == [
-        ("l2", 0.25), ("l2", 0.5), ("linf", 0.01), ("linf", 0.04)]
+def test_data_statistics_are_the_last_epochs_against_the_strongest_attack(run_dir, tmp_path):
+    """data_gain_l2 planted as -RA of the strongest attack at the last epoch (+RA before it):
+    rho is exactly -1 only if the table reads the last history row and the lowest RA over
+    attacks; PGD's RA alone orders the trials differently (checked)."""
     final = final_rows_by_hand(run_dir)
-    for norm, eps in (("linf", 0.01), ("l2", 0.5)):
-        groups = [rows for (tid, n, e), rows in sorted(final.items()) if n == norm and e == eps]
-        measured = [max(r["measured_gap"] for r in rows) for rows in groups]
-        bound = [max(r["bound_gap"] for r in rows) for rows in groups]
-        row = table.filter((pl.col("norm") == norm) & (pl.col("eps") == eps)
-                           & (pl.col("quantity") == "bound_gap")).row(0, named=True)
-        assert row["spearman"] == pytest.approx(sps.spearmanr(bound, measured).statistic)
-        assert row["n"] == len(groups)
+    keys = sorted(k for k in final if k[1] == "linf" and k[2] == 0.04)
+    strongest = {k[0]: min(r["robust_acc"] for r in final[k]) for k in keys}
+    pgd = {k[0]: next(r["robust_acc"] for r in final[k] if r["attack"] == "pgd") for k in keys}
+    ra = pl.col("trial_id").replace_strict(strongest, default=None, return_dtype=pl.Float64)
+    history = read_tables(run_dir)["history"].with_columns(
+        pl.when(pl.col("iteration") == pl.col("iteration").max().over("trial_id"))
+        .then(-ra).otherwise(ra).alias("data_gain_l2"),
+        pl.lit(float("nan")).alias("data_align"),  # a conv first layer: no value
+    )
+    trials = read_tables(run_dir)["trials"].with_columns(pl.lit("data").alias("run_id"))
+    table = predictor_table(load(rewrite(run_dir, tmp_path / "data", history=history,
+                                         trials=trials)), n_boot=100)
+    linf = table.filter((pl.col("norm") == "linf") & (pl.col("eps") == 0.04))
+    row = linf.filter(pl.col("statistic") == "data_gain_l2").row(0, named=True)
+    assert row["kind"] == "data" and row["n"] == 30
+    assert row["spearman"] == pytest.approx(-1.0, abs=1e-12) and row["reaches_goal"]
+    assert linf["statistic"][0] == "data_gain_l2"  # the best predictor sorts first
+    values = [strongest[t] for t in sorted(strongest)]
+    assert sps.spearmanr(values, [pgd[t] for t in sorted(pgd)]).statistic < 1 - 1e-6
+    align = linf.filter(pl.col("statistic") == "data_align").row(0, named=True)
+    assert align["n"] == 0 and align["spearman"] is None and not align["reaches_goal"]
+    assert linf["statistic"][-1] in {"data_align", "data_gain_linf"}  # no rho sorts last
 
 
 def test_cli_prints_the_tables_and_rejects_a_missing_run(run_dir, tmp_path, capsys):
@@ -137,7 +149,16 @@ def test_cli_prints_the_tables_and_rejects_a_missing_run(run_dir, tmp_path, caps
 
     assert main([str(run_dir), "--n-boot", "50"]) == 0
     out = capsys.readouterr().out
-    assert "spectral_l1l2" in out and "bound_gap" in out
+    assert "spectral_l1l2" in out and "bound_gap" in out and "data_gain_l2" in out
+    assert "rank_varied" in out and "layer1" in out  # the subsets and the per-factor table
     assert main([str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no run directory" in err[0]
+    for bad in (["--kappa", "0.3"], ["--n-boot", "0"]):
+        assert main([str(run_dir), *bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: --")
+    with pytest.raises(SystemExit) as exited:
+        main([str(run_dir), "--nope"])
+    assert exited.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -55,6 +55,14 @@ def test_plain_run_report(plain_report):
     assert "Skipped: this run has no UAP rows" in html
     assert "0 row(s) with measured CE gap above the loss-gap bound" in html
     assert (plain_report.parent / "tables" / "frontier_parameters_spectral_comp.csv").is_file()
+    # the bound section: per-eps correlations on both subsets, and one row per factor
+    tables = plain_report.parent / "tables"
+    corr = pl.read_csv(tables / "bound_correlations.csv")
+    assert set(corr["subset"]) == {"rank_varied", "all"} and corr["eps"].null_count() == 0
+    factors = pl.read_csv(tables / "bound_factor_correlations.csv")
+    assert {"lip", "head", "layer0", "layer1", "align_est_gap"} <= set(factors["factor"])
+    trend = pl.read_csv(tables / "trend.csv")
+    assert set(trend.filter(pl.col("measure") == "spectral_l1l2")["predicted"]) == {1}
 
 
 def test_uap_run_report_adds_settings_and_control(uap_run_dir):
@@ -109,3 +117,12 @@ def test_tables_drop_rows_with_nothing_but_nan_and_scroll():
     assert "rank" in page and "nuclear" not in page and "nan" not in page
     assert "rank" in md and "nuclear" not in md
     assert '<div class="scroll"><table>' in page
+
+
+def test_hover_text_carries_the_l1l2_count_when_the_row_has_it():
+    from analysis.interactive import hover_text
+
+    rows = pl.DataFrame({"trial_id": ["a", "b"], "knob": "rank", "spectral_comp": [1.0, 1.0],
+                         "spectral_l1l2": [3.25, float("nan")]})
+    first, second = hover_text(rows, [], ["spectral_comp"])
+    assert "spectral_l1l2=3.25" in first and "spectral_l1l2" not in second

@@ -1,5 +1,6 @@
-"""The findings: binomial intervals against scipy, verdicts decided by the interval, effect rows
-against a by-hand computation, and the report opening with them."""
+"""The findings: binomial intervals against scipy, verdicts decided by the interval and the
+measure's predicted sign, effect rows against a by-hand computation, and the report opening with
+them on the non-saturating l1/l2 axis."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from scipy import stats as sps
 
 from analysis.report import write_report
 from analysis.stats import clopper_pearson
-from analysis.summary import effect_table, verdict
+from analysis.summary import effect_table, pareto_trials, predicted_sign, verdict
 from tests.analysis.conftest import N_EVAL
+from tests.analysis.helpers import read_tables, rewrite
 
 
 @pytest.mark.parametrize("k,n", [(0, 10), (3, 10), (10, 10), (57, 200), (1, 1)])
@@ -24,12 +26,31 @@ def test_clopper_pearson_without_a_count_is_empty():
     assert all(np.isnan(clopper_pearson(3, 0)))
 
 
-@pytest.mark.parametrize("lo,hi,expected", [
-    (-0.9, -0.1, "holds"), (0.1, 0.9, "contradicts"), (-0.5, 0.2, "inconclusive"),
-    (float("nan"), float("nan"), "inconclusive"),
+@pytest.mark.parametrize("lo,hi,predicted,expected", [
+    (-0.9, -0.1, -1, "holds"), (0.1, 0.9, -1, "contradicts"), (-0.5, 0.2, -1, "inconclusive"),
+    (float("nan"), float("nan"), -1, "inconclusive"),
+    (0.1, 0.9, 1, "holds"), (-0.9, -0.1, 1, "contradicts"), (-0.5, 0.2, 1, "inconclusive"),
 ])
-def test_verdict_is_decided_by_the_interval(lo, hi, expected):
-    assert verdict(lo, hi) == expected
+def test_verdict_is_decided_by_the_interval_and_the_predicted_sign(lo, hi, predicted, expected):
+    assert verdict(lo, hi, predicted) == expected
+
+
+def test_verdict_needs_a_sign():
+    with pytest.raises(ValueError, match="predicted must be -1 or"):
+        verdict(0.1, 0.9, 0)
+
+
+@pytest.mark.parametrize("measure,sign", [
+    ("spectral_comp", -1), ("neuron_comp", -1), ("neuron_comp_l2", -1),
+    ("spectral_l1l2", 1), ("neuron_l1l2_l1", 1), ("neuron_l1l2_l2", 1),
+])
+def test_predicted_sign_follows_the_direction_of_compressibility(measure, sign):
+    assert predicted_sign(measure) == sign
+
+
+def test_predicted_sign_of_an_unknown_measure_is_an_error():
+    with pytest.raises(ValueError, match="direction of compressibility"):
+        predicted_sign("stable_rank")
 
 
 def _final(slope: float, n_configs: int = 6, seeds: int = 2, noise: float = 0.01) -> pl.DataFrame:
@@ -41,6 +62,8 @@ def _final(slope: float, n_configs: int = 6, seeds: int = 2, noise: float = 0.01
             rows.append({"trial_id": f"t{c}{s}", "space": "x", "strength": float(c),
                          "knob": "rank", "norm": "linf", "eps": 0.03, "seed": s,
                          "spectral_comp": comp,
+                         # the l1/l2 count falls as comp rises; saturated comp does not separate
+                         "spectral_l1l2": 1.0 + 15.0 * (1.0 - comp),
                          "robust_acc": float(np.clip(0.5 + slope * (comp - 0.5)
                                                      + rng.normal(0, noise), 0, 1))})
     return pl.DataFrame(rows)
@@ -52,6 +75,20 @@ def test_effect_verdict_follows_the_data(slope, expected):
         0, named=True)
     assert row["verdict"] == expected
     assert (row["most_ra"] < row["least_ra"]) == (slope < 0)
+
+
+@pytest.mark.parametrize("slope,expected", [(-0.6, "holds"), (0.6, "contradicts")])
+def test_effect_verdict_on_the_l1l2_axis(slope, expected):
+    """RA rising with the l1/l2 count (falling with compressibility) is what the paper predicts."""
+    row = effect_table(_final(slope), "spectral_l1l2", ["space", "strength"], n_eval=100,
+                       secondary="spectral_comp").row(0, named=True)
+    assert row["predicted"] == 1
+    assert (row["rho"] > 0) == (slope < 0)  # slope is RA against comp, so opposite to l1l2
+    assert row["verdict"] == expected
+    # least compressed = the largest count, reported with its comp at kappa beside it
+    assert row["least_axis"] > row["most_axis"]
+    assert row["least_secondary"] < row["most_secondary"]
+    assert row["least_axis"] == pytest.approx(1.0 + 15.0 * 0.9)
 
 
 def test_effect_with_too_few_trials_is_inconclusive():
@@ -89,8 +126,12 @@ def test_report_opens_with_findings(run_dir):
                                      "<h2>Invariant checks", "<h2>Interactive figures</h2>")]
     assert order == sorted(order)
     findings = html[order[0]:order[1]]
-    # the synthetic run's RA falls with compressibility for both knobs at every budget
+    # the synthetic run's RA falls with compressibility for both knobs at every budget, so it
+    # rises with the l1/l2 count (the findings' axis): a positive rho, which holds
     assert findings.count(": holds</p>") == 8 and "contradicts</p>" not in findings
+    assert findings.count("predicted &gt; 0") == 8 and "at spectral_l1l2 " in findings
+    assert "(spectral_comp " in findings  # the secondary column
+    assert "effective spectral count" in findings
     assert f"Clopper-Pearson on {N_EVAL} attacked samples" in findings
     assert "nan" not in findings and '<div class="scroll"><table>' in findings
 
@@ -102,3 +143,27 @@ def test_a_per_row_sample_count_is_preferred():
     most = final.filter(pl.col("strength") == 5.0)["robust_acc"]
     ci = sps.binomtest(round(most.sum() * 400), 800).proportion_ci(0.95, method="exact")
     assert (row["most_ra_lo"], row["most_ra_hi"]) == pytest.approx((ci.low, ci.high))
+
+
+def test_pareto_on_the_l1l2_axis_prefers_the_lower_count():
+    """Lower l1/l2 = more compressible: a trial with a low count is on the front even with lower
+    RA; the trial beaten on both (same count, lower RA) is not."""
+    final = pl.DataFrame({"trial_id": ["a", "b", "c"], "norm": "linf", "eps": 0.03,
+                          "knob": "rank", "spectral_l1l2": [2.0, 10.0, 10.0],
+                          "robust_acc": [0.5, 0.6, 0.4]})
+    front = pareto_trials(final, "spectral_l1l2", [])
+    assert set(front["trial_id"]) == {"a", "b"}
+
+
+def test_a_store_without_the_ratio_falls_back_to_comp_at_kappa(run_dir, tmp_path):
+    """A store from before schema 3 has no l1/l2 statistics: the findings use comp at kappa with
+    its own (negative) predicted sign, and the verdicts still hold."""
+    history = read_tables(run_dir)["history"].with_columns(
+        pl.lit(None, dtype=pl.Float64).alias("spectral_l1l2"))
+    trials = read_tables(run_dir)["trials"].with_columns(pl.lit("old").alias("run_id"))
+    old = rewrite(run_dir, tmp_path / "old", history=history, trials=trials)
+    html = write_report(old, n_boot=5).read_text()
+    findings = html[html.index("<h2>Findings</h2>"):html.index("<h2>Pareto-optimal trials</h2>")]
+    assert findings.count(": holds</p>") == 8 and findings.count("predicted &lt; 0") == 8
+    assert "at spectral_comp " in findings and "at spectral_l1l2" not in findings
+    assert "(spectral_comp " not in findings  # no secondary column repeating the axis

@@ -45,3 +45,21 @@ def test_near_best_clean_keeps_trials_within_two_points_of_the_best(run_dir):
                           & (pl.col("eps") == eps))
         assert set(got["trial_id"]) == expected
         assert 0 < len(expected) < part.height  # the fixture's clean accuracy drifts 2 points
+
+
+def test_the_l1l2_axis_trends_with_the_predicted_positive_sign(run_dir):
+    """The final view carries the history's l1/l2 count at the last epoch; RA falls with
+    compressibility in the fixture, so it rises with the count, which is what 'predicted' says."""
+    final = final_robustness(load(run_dir))
+    table = trend_table(final, measures=["spectral_l1l2", "spectral_comp"])
+    assert set(table["measure"]) == {"spectral_l1l2", "spectral_comp"}
+    ratio = table.filter((pl.col("measure") == "spectral_l1l2") & (pl.col("metric") == "RA")
+                         & (pl.col("subset") == "all") & (pl.col("eps") == 0.04))
+    assert (ratio["predicted"] == 1).all() and (ratio["rho"] > 0.8).all()
+    comp = table.filter(pl.col("measure") == "spectral_comp")
+    assert (comp["predicted"] == -1).all()
+    data = final.collect().filter((pl.col("knob") == "rank") & (pl.col("norm") == "linf")
+                                  & (pl.col("eps") == 0.04))
+    # the fixture writes spectral_l1l2 = 1 + 15 (1 - comp) into history at every epoch
+    assert data["spectral_l1l2"].to_numpy() == pytest.approx(
+        1 + 15 * (1 - data["spectral_comp"].to_numpy()))
