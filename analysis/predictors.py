@@ -180,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     shown_bounds = bounds.select("subset", "norm", "eps", "quantity", "n", "spearman_r",
                                  "spearman_ci_low", "spearman_ci_high", "pearson_r",
                                  "ratio_median")
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, float_precision=3):
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=400, float_precision=3,
+                   tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True):
         print(f"Spearman of RA (strongest attack) with each statistic, pooled over every knob "
               f"and seed; |rho| >= {GOAL} reaches the goal")
         print(table)
