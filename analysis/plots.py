@@ -5,6 +5,7 @@ matplotlib.figure.Figure, so no display and no pyplot global state are involved.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def _panels(n: int, max_cols: int = 4, title_lines: int = 1) -> tuple[Figure, li
 
 
 def _save(fig: Figure, path: Path) -> None:
-    fig.savefig(path, dpi=150)  # readable when a paper or docs page scales it down
+    # readable when a paper or docs page scales it down; tight: wrapped axis titles stay inside
+    fig.savefig(path, dpi=150, bbox_inches="tight", pad_inches=0.05)
 
 
 def _groups(frame: pl.DataFrame, keys: Sequence[str]) -> list[tuple[dict, pl.DataFrame]]:
@@ -48,6 +50,11 @@ def _groups(frame: pl.DataFrame, keys: Sequence[str]) -> list[tuple[dict, pl.Dat
     parts = frame.partition_by(list(keys), as_dict=True, maintain_order=True)
     return sorted(((dict(zip(keys, k)), part) for k, part in parts.items()),
                   key=lambda kv: [str(v) for v in kv[0].values()])
+
+
+def _wrapped(column: str) -> str:
+    """An axis title in words, wrapped so side-by-side panels do not overprint each other."""
+    return textwrap.fill(label(column), 42)
 
 
 def _title(labels: dict) -> str:
@@ -95,7 +102,7 @@ def draw_band(table: pl.DataFrame, measure: str, path: Path) -> None:
                 for xi, yi, text in zip(sub[measure], sub["robust_acc"], sub["config_label"]):
                     ax.annotate(text, (xi, yi), xytext=(3, 3), textcoords="offset points",
                                 fontsize=5, color=color)
-        ax.set(title=_title(labels), xlabel=label(measure), ylabel="accuracy (fraction)",
+        ax.set(title=_title(labels), xlabel=_wrapped(measure), ylabel="accuracy (fraction)",
                ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="lower left")
@@ -138,7 +145,7 @@ def draw_frontier(
                 ax.fill_between(par["comp"].to_numpy(), par["band_lo"].to_numpy(),
                                 par["band_hi"].to_numpy(), color=color, alpha=0.2,
                                 label="bootstrap band" if color == COLORS[0] else None)
-        ax.set(title=_title(labels), xlabel=label(xlabel),
+        ax.set(title=_title(labels), xlabel=_wrapped(xlabel),
                ylabel="robust accuracy (attacked, fraction)", ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="lower left")
@@ -188,7 +195,7 @@ def draw_alignment(table: pl.DataFrame, measure: str, path: Path) -> None:
                     color=COLORS[3], label="top direction")
         ax.errorbar(x, part["align_rest"], yerr=_err(part, "align_rest"), xerr=xerr, fmt="s",
                     color="0.5", label="other directions (baseline)")
-        ax.set(title=_title(labels), xlabel=label(measure), ylabel="|<u, delta>| / ||delta||_2")
+        ax.set(title=_title(labels), xlabel=_wrapped(measure), ylabel="|<u, delta>| / ||delta||_2")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     _save(fig, path)
@@ -236,7 +243,7 @@ def draw_uap(by_comp: pl.DataFrame, by_scale: pl.DataFrame | None, measure: str,
     for color, (labels, part) in zip(COLORS, _groups(by_comp, ["norm", "eps"])):
         axes[0].errorbar(part[measure], part["fooling_rate"], yerr=_err(part, "fooling_rate"),
                          xerr=_err(part, measure), fmt="o", color=color, label=_title(labels))
-    axes[0].set(title="UAP fooling rate vs compressibility", xlabel=label(measure),
+    axes[0].set(title="UAP fooling rate vs compressibility", xlabel=_wrapped(measure),
                 ylabel="fooling rate", ylim=(-0.02, 1.02))
     axes[0].legend(fontsize=7)
     axes[0].grid(alpha=0.3)

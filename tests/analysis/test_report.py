@@ -17,6 +17,7 @@ from trainables import schema
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PLAIN_FIGURES = {
+    "robust_vs_spectral_l1l2",  # the headline (non-saturating) axis first
     "robust_vs_neuron_comp", "robust_vs_neuron_comp_l2", "robust_vs_spectral_comp",
     "frontier_neuron_comp", "frontier_neuron_comp_l2", "frontier_spectral_comp",
     "bound_vs_measured", "alignment", "layers",
