@@ -1,20 +1,74 @@
 """Cost of the final evaluation protocol as a multiple of training time, for one trial.
 
     PYTHONPATH=$PWD python -m bench.final_cost [--scale cpu] [--norms linf,l2] [--threads N]
+        [--compare-targets]
 
 Runs one trial (the scale's settings; FCN 784-256-10 on Fashion-MNIST at cpu scale), times the
 training epochs (epoch time minus its robustness evaluation), the cheap per-epoch evaluations, and
 the final protocol, and prints per (norm, eps) the attacked RA of each attack, the global and
-relaxed certified accuracy and the band [certified relaxed, attacked] width in points.
+relaxed certified accuracy and the band [certified relaxed, attacked] width in points. It also
+prints where the final protocol's time went (wall seconds per evaluation function the trial calls;
+nested calls count in both).
+
+--compare-targets then reruns the final attack (the trial's `_final_attack`, certified samples
+skipped as in the trial) on the final model, once with APGD-T's targets stacked (the default) and
+once one after another, and prints both CPU times, their ratio and whether the results are equal.
+Use --threads 1: CPU seconds of one thread are robust to other jobs sharing the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
+from collections import defaultdict
 
+import torch
+
+import trainables.trial as trial_module
 from sweep.spaces._scales import CPU, SMOKE
+from trainables.attacks import ensemble_robust
 from trainables.trial import Trial
+
+# Functions the trial's evaluation calls, timed where trainables.trial looks them up.
+TIMED = ("minimal_eps", "run_attack", "universal_perturbation", "ensemble_robust",
+         "certified_mask", "certified_radius", "certified_radius_relaxed", "exact_robust_mask",
+         "sensitivity_estimates", "perturbation_alignment", "layer_metrics")
+
+
+def _timed(name: str, fn, split: dict[str, float]):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            split[name] += time.perf_counter() - start
+    return wrapper
+
+
+def _compare_targets(trial: Trial, cfg: dict) -> None:
+    """The final attack on the final model, targets stacked vs sequential, in CPU seconds."""
+    model = trial._compressed_copy().eval()
+    n = cfg.get("n_eval_final") or cfg["n_eval"]
+    x, y = trial.data.x_test[:n].to(trial.device), trial.data.y_test[:n].to(trial.device)
+    for norm in trial.config.norms:
+        grid = [float(e) for e in trial.config.eps_for(norm)]
+        r_cert = trial_module.certified_radius(model, x, y, norm)
+        proven = trial._relaxed_certified(model, x, y, norm, tuple(grid), r_cert) or None
+        out, cpu = {}, {}
+        for stack in (True, False):
+            start = time.process_time()
+            out[stack] = ensemble_robust(model, x, y, norm, grid, seed=0, proven=proven,
+                                         stack_targets=stack)
+            cpu[stack] = time.process_time() - start
+        equal = all(torch.equal(out[True][e].x_adv, out[False][e].x_adv)
+                    and torch.equal(out[True][e].robust, out[False][e].robust) for e in grid)
+        robust = " ".join(f"{e}:{out[True][e].robust.float().mean():.3f}/"
+                          f"{out[False][e].robust.float().mean():.3f}" for e in grid)
+        print(f"{norm:5} ensemble CPU s: stacked {cpu[True]:.1f}  sequential {cpu[False]:.1f}  "
+              f"ratio stacked/sequential {cpu[True] / cpu[False]:.2f}  identical results {equal}"
+              f"  RA stacked/sequential {robust}")
 
 
 def main() -> None:
@@ -23,12 +77,17 @@ def main() -> None:
     parser.add_argument("--norms", default="linf,l2")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--set", default="", help="extra k=v,k=v (python literals)")
+    parser.add_argument("--compare-targets", action="store_true",
+                        help="rerun the final attack with APGD-T's targets stacked vs sequential")
     args = parser.parse_args()
     cfg = dict(CPU if args.scale == "cpu" else SMOKE)
     cfg.update(norms=tuple(args.norms.split(",")), threads=args.threads)
     for item in filter(None, args.set.split(",")):
         key, value = item.split("=")
         cfg[key] = eval(value)  # noqa: S307 - a local benchmark's own option
+    split: dict[str, float] = defaultdict(float)
+    for name in TIMED:
+        setattr(trial_module, name, _timed(name, getattr(trial_module, name), split))
     trial = Trial(cfg)
     train = evals = 0.0
     start = time.perf_counter()
@@ -37,11 +96,14 @@ def main() -> None:
         train += result["epoch_seconds"] - evals_this
         if result["iteration"] < cfg["epochs"]:
             evals += evals_this
+            split.clear()  # what is left after the last epoch is the final evaluation's split
         last = result
     final = trial.eval_seconds
     total = time.perf_counter() - start
     print(f"training {train:.1f}s  per-epoch evaluations {evals:.1f}s  final protocol "
           f"{final:.1f}s = {final / train:.2f}x training  (total {total:.1f}s)")
+    print("final evaluation split (s): " + "  ".join(
+        f"{name} {seconds:.1f}" for name, seconds in sorted(split.items(), key=lambda kv: -kv[1])))
     rows = last["robustness"]
     by = {(r["norm"], r["eps"], r["attack"]): r for r in rows}
     print("norm  eps    n     clean  RA-pgd RA-final [lo,hi]          cert-global cert-relaxed "
@@ -58,6 +120,8 @@ def main() -> None:
             if r["n_exact"]:
                 print(f"      exact (MILP) on the first {r['n_exact']}: robust "
                       f"{r['exact_acc']:.3f}, undecided {r['exact_unknown']}")
+    if args.compare_targets:
+        _compare_targets(trial, cfg)
 
 
 if __name__ == "__main__":
