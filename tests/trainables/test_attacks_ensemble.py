@@ -92,7 +92,7 @@ def test_never_weaker_than_its_components_or_pgd(model, data, norm):
     assert ens < clean
 
 
-@pytest.mark.parametrize("stack_targets", [True, False])
+@pytest.mark.parametrize("stack_targets", [True, False, None])
 def test_targeted_stages_attack_only_survivors(model, data, stack_targets):
     x, y = data
     counting = CountingModel(model)
@@ -104,6 +104,8 @@ def test_targeted_stages_attack_only_survivors(model, data, stack_targets):
     sizes = [size for _, size in attack.stage_sizes]
     names = [name for name, _ in attack.stage_sizes]
     assert sizes[0] == correct > ce_survivors > 0
+    if stack_targets is None:
+        stack_targets = False  # the default on CPU: sequential (stacking pays on CUDA)
     if stack_targets:
         # One stacked APGD-T run: every survivor of APGD-CE once per target (9 of 10 classes).
         assert attack.stage_sizes == [("apgd-ce", correct), ("apgd-t", 9 * ce_survivors)]
@@ -122,7 +124,7 @@ def test_stacked_targets_equal_sequential_targets(model, data, norm):
     are those of running the targets one after another, and never weaker than PGD."""
     x, y = data[0][:100], data[1][:100]
     grid = [EPS[norm] / 2, EPS[norm], 1.5 * EPS[norm]]
-    stacked = ensemble_robust(model, x, y, norm, grid, seed=2, steps=STEPS)
+    stacked = ensemble_robust(model, x, y, norm, grid, seed=2, steps=STEPS, stack_targets=True)
     sequential = ensemble_robust(model, x, y, norm, grid, seed=2, steps=STEPS,
                                  stack_targets=False)
     for eps in grid:
@@ -169,10 +171,11 @@ def test_stacked_targets_chunked_equal_one_run(model, data, monkeypatch):
     ensemble_module = importlib.import_module("trainables.attacks.ensemble")
 
     x, y = data[0][:60], data[1][:60]
-    whole = ensemble_robust(model, x, y, "linf", [0.1], seed=4, steps=STEPS)[0.1]
+    whole = ensemble_robust(model, x, y, "linf", [0.1], seed=4, steps=STEPS,
+                            stack_targets=True)[0.1]
     counting = CountingModel(model)
     monkeypatch.setattr(ensemble_module, "MAX_STACKED_ELEMENTS", 64 * 50)  # 50 rows per call
-    attack = Ensemble(counting, norm="linf", steps=STEPS, seed=4)
+    attack = Ensemble(counting, norm="linf", steps=STEPS, seed=4, stack_targets=True)
     x_adv = attack(x, y, 0.1)
     replicas = attack.stage_sizes[1][1]
     assert replicas > 100

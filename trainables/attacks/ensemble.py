@@ -23,10 +23,11 @@ separate runs up to the reuse above. The library's start (a point on the ball's 
 normalized uniform / Gaussian direction, as AutoAttack draws it) is reproduced and passed as
 `x_init`.
 
-The targets stacked (default; `stack_targets=False` runs them one after another): AutoAttack runs
-APGD-T's targets sequentially, target t only on the samples targets 1..t-1 left robust. For a
-small model most of that time is the library's Python loop (100 iterations per target), not the
-model. So every row still robust after APGD-CE is replicated once per target class (replica
+The targets stacked (`stack_targets=True`; the default None stacks on CUDA only, see below):
+AutoAttack runs APGD-T's targets sequentially, target t only on the samples targets 1..t-1 left
+robust, 100 iterations per target. Where a small model's iteration costs little beside its fixed
+per-iteration overhead (kernel launches, the library's Python loop) those 9 x 100 iterations
+are the cost. So every row still robust after APGD-CE is replicated once per target class (replica
 (row, t) for t = 1..n_targets with target order[row, -(t + 1)] and target t's own seed, i.e. the
 very random start the sequential run would draw) and all replicas run as one APGD batch (a few,
 chunked by MAX_STACKED_ELEMENTS to bound memory). Then the sequential order is replayed on the
@@ -43,6 +44,15 @@ ONE row differently from a larger batch (a matrix-vector kernel; seen on CPU for
 sequential stage attacked exactly one row the two can differ in the last bits of that row's
 trajectory; neither is the weaker attack. `stage_sizes` lists ("apgd-t", replicas) once: the
 rows the model was actually run on, as for APGD-CE.
+
+When stacking pays: on CPU an APGD iteration costs about the same per row from 64 to 6,300 rows
+(FCN 784-256-10, one thread: 22-33 us per row-iteration, of which the model's forward and
+backward are ~6 us and the rest the library's elementwise updates), so the per-call overhead is
+already negligible at the final protocol's stage sizes, and stacking only adds the replicas of
+samples an earlier target fooled: bench/final_cost.py --compare-targets measured the stacked
+run at 1.3x the sequential one's CPU time (cpu scale, identical results). Hence the default:
+sequential on CPU, stacked on CUDA, where per-iteration launch overhead is what a small model's
+iteration costs (not measured here: no GPU was available; rerun --compare-targets on one).
 
 What we rely on in pyautoattack.autopgd_base (checked against version 0.2.0):
 - `APGDAttack.attack_single_run(x, y, x_init)` is one APGD run on all of x (no subsetting) and
@@ -112,21 +122,23 @@ class EnsembleResult(NamedTuple):
 class Ensemble(Attack):
     """APGD-CE then APGD-T on survivors. `targets` None means AutoAttack standard's
     min(9, classes - 1) (0 below 4 classes); 0 runs APGD-CE only. `stack_targets` runs APGD-T's
-    targets as one stacked batch (default) or one after another; the results are the same (see
-    the module docstring). After a call, `fooled_by` holds the codes of that call and
-    `stage_sizes` the number of rows each stage attacked: ("apgd-ce", n) then either one
-    ("apgd-t", n_survivors * n_targets) when stacked or one ("apgd-t", n) per target."""
+    targets as one stacked batch (True) or one after another (False); None (default) stacks on
+    CUDA only. The results are the same (see the module docstring). After a call, `fooled_by`
+    holds the codes of that call and `stage_sizes` the number of rows each stage attacked:
+    ("apgd-ce", n) then either one ("apgd-t", n_survivors * n_targets) when stacked or one
+    ("apgd-t", n) per target."""
 
     def __init__(self, model: nn.Module, *, norm: str, steps: int = STEPS,
                  targets: int | None = None, seed: int | None = None,
-                 stack_targets: bool = True) -> None:
+                 stack_targets: bool | None = None) -> None:
         super().__init__(model, norm=norm, seed=seed)
         check_positive_int("steps", steps)
         if targets is not None and (not isinstance(targets, int) or isinstance(targets, bool)
                                     or targets < 0):
             raise ConfigError(f"targets must be None or an integer >= 0, but got {targets!r}")
-        if not isinstance(stack_targets, bool):
-            raise ConfigError(f"stack_targets must be True or False, but got {stack_targets!r}")
+        if stack_targets is not None and not isinstance(stack_targets, bool):
+            raise ConfigError(f"stack_targets must be None, True or False, but got "
+                              f"{stack_targets!r}")
         self.steps, self.targets, self.stack_targets = steps, targets, stack_targets
         self.fooled_by: Tensor | None = None
         self.stage_sizes: list[tuple[str, int]] = []
@@ -170,7 +182,8 @@ class Ensemble(Attack):
         order = clean_logits.sort(dim=1)[1]  # the library's target choice: -2, -3, ... columns
         self.stage_sizes = []
         # APGD-CE, then the targets one after another unless they are stacked.
-        sequential = seeds if not self.stack_targets else seeds[:1]
+        stack = self.stack_targets if self.stack_targets is not None else x.is_cuda
+        sequential = seeds if not stack else seeds[:1]
         for stage, seed in enumerate(sequential):
             todo = alive.nonzero().squeeze(1)
             name = "apgd-ce" if stage == 0 else "apgd-t"
@@ -184,7 +197,7 @@ class Ensemble(Attack):
             x_adv[idx], alive[idx] = found[fooled], False
             fooled_by[idx] = APGD_CE if stage == 0 else APGD_T
             _reuse_upwards(x_adv, alive, fooled_by, eps, sample, idx)
-        if self.stack_targets and n_targets:
+        if stack and n_targets:
             self._stacked_targets(x, y, eps, x_adv, alive, fooled_by, order, seeds[1:], stream,
                                   n_streams, sample)
         self.fooled_by = fooled_by
@@ -280,7 +293,7 @@ def _reuse_upwards(x_adv: Tensor, alive: Tensor, fooled_by: Tensor, eps: Tensor,
 
 def ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: float | Tensor,
              steps: int = STEPS, targets: int | None = None, seed: int | None = 0,
-             stack_targets: bool = True) -> Tensor:
+             stack_targets: bool | None = None) -> Tensor:
     """Adversarial examples of the APGD-CE + APGD-T ensemble; eps a number or per-sample (N,)."""
     return Ensemble(model, norm=norm, steps=steps, targets=targets, seed=seed,
                     stack_targets=stack_targets)(x, y, eps)
@@ -289,7 +302,8 @@ def ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: float | 
 def ensemble_robust(model: nn.Module, x: Tensor, y: Tensor, norm: str,
                     eps_grid: tuple[float, ...] | list[float], seed: int | None = 0, *,
                     steps: int = STEPS, targets: int | None = None,
-                    proven: dict[float, Tensor] | None = None, stack_targets: bool = True,
+                    proven: dict[float, Tensor] | None = None,
+                    stack_targets: bool | None = None,
                     ) -> dict[float, EnsembleResult]:
     """Every eps of a norm's grid in one stacked pass: eps -> EnsembleResult (per sample).
 
