@@ -1,7 +1,7 @@
 """Cost of the final evaluation protocol as a multiple of training time, for one trial.
 
     PYTHONPATH=$PWD python -m bench.final_cost [--scale cpu] [--norms linf,l2] [--threads N]
-        [--compare-targets]
+        [--compare]
 
 Runs one trial (the scale's settings; FCN 784-256-10 on Fashion-MNIST at cpu scale), times the
 training epochs (epoch time minus its robustness evaluation), the cheap per-epoch evaluations, and
@@ -10,26 +10,34 @@ relaxed certified accuracy and the band [certified relaxed, attacked] width in p
 prints where the final protocol's time went (wall seconds per evaluation function the trial calls;
 nested calls count in both).
 
---compare-targets then reruns the final attack (the trial's `_final_attack`, certified samples
-skipped as in the trial) on the final model, once with APGD-T's targets stacked (the default) and
-once one after another, and prints both CPU times, their ratio (and the wall-time ratio, the one
-that counts on a GPU) and whether the results are equal. On CPU use --threads 1: CPU seconds of
-one thread are robust to other jobs sharing the machine.
+--compare then reruns the final attack (ensemble_robust as the trial calls it, certified samples
+skipped) on the final model in three variants: APGD-T's targets stacked or one after another,
+each APGD run through the lean loop (trainables.attacks._apgd_run) or pyautoattack's own
+attack_single_run (sequential + library is the protocol before issue 14: the baseline). It prints
+each one's CPU time, its ratio to the baseline (and the wall-time ratio, the one that counts on a
+GPU) and whether its results are identical to the baseline's. On CPU use --threads 1: CPU seconds
+of one thread are robust to other jobs sharing the machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import time
 from collections import defaultdict
+from unittest import mock
 
 import torch
+from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
 
 import trainables.trial as trial_module
 from sweep.spaces._scales import CPU, SMOKE
 from trainables.attacks import ensemble_robust
+from trainables.attacks._base import forked_rng
 from trainables.trial import Trial
+
+ensemble_module = importlib.import_module("trainables.attacks.ensemble")
 
 # Functions the trial's evaluation calls, timed where trainables.trial looks them up.
 TIMED = ("minimal_eps", "run_attack", "universal_perturbation", "ensemble_robust",
@@ -48,8 +56,28 @@ def _timed(name: str, fn, split: dict[str, float]):
     return wrapper
 
 
-def _compare_targets(trial: Trial, cfg: dict) -> None:
-    """The final attack on the final model, targets stacked vs sequential, in CPU seconds."""
+def _library_run(model, x, y, x_init, *, norm, eps, n_iter, loss="ce", y_target=None):
+    """pyautoattack's own attack_single_run, what the ensemble called before the lean loop."""
+    common = dict(n_iter=n_iter, norm={"linf": "Linf", "l2": "L2"}[norm], n_restarts=1, eps=eps,
+                  device=x.device)
+    if loss == "ce":
+        attack = APGDAttack(model, loss="ce", **common)
+    else:
+        attack = APGDAttack_targeted(model, n_target_classes=1, **common)
+        attack.y_target = y_target
+    attack.init_hyperparam(x)
+    with forked_rng(x.device, 0):
+        return attack.attack_single_run(x, y, x_init=x_init)
+
+
+# (label, stack_targets, APGD loop); the last is the baseline: sequential targets through the
+# library's loop, the protocol as it ran before issue 14.
+VARIANTS = (("stacked+lean", True, "lean"), ("sequential+lean", False, "lean"),
+            ("sequential+library", False, "library"))
+
+
+def _compare(trial: Trial, cfg: dict) -> None:
+    """The final attack on the final model in each variant, in CPU (and wall) seconds."""
     model = trial._compressed_copy().eval()
     n = cfg.get("n_eval_final") or cfg["n_eval"]
     x, y = trial.data.x_test[:n].to(trial.device), trial.data.y_test[:n].to(trial.device)
@@ -58,22 +86,24 @@ def _compare_targets(trial: Trial, cfg: dict) -> None:
         r_cert = trial_module.certified_radius(model, x, y, norm)
         proven = trial._relaxed_certified(model, x, y, norm, tuple(grid), r_cert) or None
         out, cpu, wall = {}, {}, {}
-        for stack in (True, False):
-            start, start_wall = time.process_time(), time.perf_counter()
-            out[stack] = ensemble_robust(model, x, y, norm, grid, seed=0, proven=proven,
-                                         stack_targets=stack)
-            if x.is_cuda:
-                torch.cuda.synchronize()
-            cpu[stack] = time.process_time() - start
-            wall[stack] = time.perf_counter() - start_wall
-        equal = all(torch.equal(out[True][e].x_adv, out[False][e].x_adv)
-                    and torch.equal(out[True][e].robust, out[False][e].robust) for e in grid)
-        robust = " ".join(f"{e}:{out[True][e].robust.float().mean():.3f}/"
-                          f"{out[False][e].robust.float().mean():.3f}" for e in grid)
-        print(f"{norm:5} ensemble CPU s: stacked {cpu[True]:.1f}  sequential {cpu[False]:.1f}  "
-              f"ratio stacked/sequential {cpu[True] / cpu[False]:.2f} (wall "
-              f"{wall[True] / wall[False]:.2f})  identical results {equal}  "
-              f"RA stacked/sequential {robust}")
+        for label, stack, loop in VARIANTS:
+            run = ensemble_module.apgd_single_run if loop == "lean" else _library_run
+            with mock.patch.object(ensemble_module, "apgd_single_run", run):
+                start, start_wall = time.process_time(), time.perf_counter()
+                out[label] = ensemble_robust(model, x, y, norm, grid, seed=0, proven=proven,
+                                             stack_targets=stack)
+                if x.is_cuda:
+                    torch.cuda.synchronize()
+                cpu[label] = time.process_time() - start
+                wall[label] = time.perf_counter() - start_wall
+        base = VARIANTS[-1][0]
+        for label, _, _ in VARIANTS:
+            equal = all(torch.equal(out[label][e].x_adv, out[base][e].x_adv)
+                        and torch.equal(out[label][e].robust, out[base][e].robust) for e in grid)
+            robust = " ".join(f"{e}:{out[label][e].robust.float().mean():.3f}" for e in grid)
+            print(f"{norm:5} ensemble {label:19} CPU {cpu[label]:6.1f}s  /baseline "
+                  f"{cpu[label] / cpu[base]:.2f} (wall {wall[label] / wall[base]:.2f})  "
+                  f"identical to baseline {equal}  RA {robust}")
 
 
 def main() -> None:
@@ -82,8 +112,9 @@ def main() -> None:
     parser.add_argument("--norms", default="linf,l2")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--set", default="", help="extra k=v,k=v (python literals)")
-    parser.add_argument("--compare-targets", action="store_true",
-                        help="rerun the final attack with APGD-T's targets stacked vs sequential")
+    parser.add_argument("--compare", action="store_true",
+                        help="rerun the final attack: targets stacked / sequential, lean / "
+                             "library APGD loop, against the pre-issue-14 baseline")
     args = parser.parse_args()
     cfg = dict(CPU if args.scale == "cpu" else SMOKE)
     cfg.update(norms=tuple(args.norms.split(",")), threads=args.threads)
@@ -125,8 +156,8 @@ def main() -> None:
             if r["n_exact"]:
                 print(f"      exact (MILP) on the first {r['n_exact']}: robust "
                       f"{r['exact_acc']:.3f}, undecided {r['exact_unknown']}")
-    if args.compare_targets:
-        _compare_targets(trial, cfg)
+    if args.compare:
+        _compare(trial, cfg)
 
 
 if __name__ == "__main__":
