@@ -92,9 +92,14 @@ def test_never_weaker_than_its_components_or_pgd(model, data, norm):
     assert ens < clean
 
 
-@pytest.mark.parametrize("stack_targets", [True, False, None])
-def test_targeted_stages_attack_only_survivors(model, data, stack_targets):
-    x, y = data
+@pytest.mark.parametrize(("stack_targets", "n", "stacked"), [
+    (True, 150, True), (False, 150, False),
+    (None, 150, False),  # the default on CPU: ~90 survivors x 9 targets, too many to stack
+    (None, 20, True),  # ~10 survivors x 9 targets: stacked
+])
+def test_targeted_stages_attack_only_survivors(model, data, stack_targets, n, stacked):
+    ensemble_module = importlib.import_module("trainables.attacks.ensemble")
+    x, y = data[0][:n], data[1][:n]
     counting = CountingModel(model)
     attack = Ensemble(counting, norm="linf", steps=STEPS, seed=0, stack_targets=stack_targets)
     attack(x, y, 0.1)
@@ -104,9 +109,9 @@ def test_targeted_stages_attack_only_survivors(model, data, stack_targets):
     sizes = [size for _, size in attack.stage_sizes]
     names = [name for name, _ in attack.stage_sizes]
     assert sizes[0] == correct > ce_survivors > 0
-    if stack_targets is None:
-        stack_targets = False  # the default on CPU: sequential (stacking pays on CUDA)
-    if stack_targets:
+    if stack_targets is None:  # the default on CPU: stacked only if that run is small
+        assert (9 * ce_survivors <= ensemble_module.STACK_REPLICAS_CPU) == stacked
+    if stacked:
         # One stacked APGD-T run: every survivor of APGD-CE once per target (9 of 10 classes).
         assert attack.stage_sizes == [("apgd-ce", correct), ("apgd-t", 9 * ce_survivors)]
     else:

@@ -23,7 +23,7 @@ separate runs up to the reuse above. The library's start (a point on the ball's 
 normalized uniform / Gaussian direction, as AutoAttack draws it) is reproduced and passed as
 `x_init`.
 
-The targets stacked (`stack_targets=True`; the default None stacks on CUDA only, see below):
+The targets stacked (`stack_targets=True`; the default None decides, see below):
 AutoAttack runs APGD-T's targets sequentially, target t only on the samples targets 1..t-1 left
 robust, 100 iterations per target. Where a small model's iteration costs little beside its fixed
 per-iteration overhead (kernel launches, the library's Python loop) those 9 x 100 iterations
@@ -49,10 +49,11 @@ When stacking pays: on CPU an APGD iteration costs about the same per row from 6
 (FCN 784-256-10, one thread: 22-33 us per row-iteration, of which the model's forward and
 backward are ~6 us and the rest the library's elementwise updates), so the per-call overhead is
 already negligible at the final protocol's stage sizes, and stacking only adds the replicas of
-samples an earlier target fooled: bench/final_cost.py --compare-targets measured the stacked
+samples an earlier target fooled: bench/final_cost.py --compare measured the stacked
 run at 1.3x the sequential one's CPU time (cpu scale, identical results). Hence the default:
-sequential on CPU, stacked on CUDA, where per-iteration launch overhead is what a small model's
-iteration costs (not measured here: no GPU was available; rerun --compare-targets on one).
+stacked on CUDA, where per-iteration launch overhead is what a small model's iteration costs (not
+measured here: no GPU was available; rerun --compare on one); on CPU stacked only when the
+stacked run is small (STACK_REPLICAS_CPU), where the saved runs' fixed cost dominates.
 
 Each stage is one APGD run, `trainables.attacks._apgd_run.apgd_single_run`: pyautoattack's
 `APGDAttack.attack_single_run` bit for bit (tested against the library) with fewer passes over
@@ -106,6 +107,12 @@ NONE, CLEAN, APGD_CE, APGD_T = range(len(FOOLED_BY))
 # ~21,000 Fashion-MNIST rows); beyond a few thousand rows per call the loop's Python overhead is
 # negligible anyway.
 MAX_STACKED_ELEMENTS = 2**24
+# By default (stack_targets=None) the targets are stacked on CPU only up to this many replicas.
+# One 100-iteration APGD run costs ~50 ms of fixed overhead plus ~1.7 ms per row on one thread
+# (FCN 784-256-10, loaded machine): stacking 9 targets saves ~8 x 50 ms and wastes at most
+# ~1.7 ms per replica of an already-fooled sample, so at <= 256 replicas it cannot lose more
+# than it saves; beyond, measured at cpu scale (~6,000 replicas), it lost 1.3x.
+STACK_REPLICAS_CPU = 256
 
 
 class EnsembleResult(NamedTuple):
@@ -121,7 +128,8 @@ class Ensemble(Attack):
     """APGD-CE then APGD-T on survivors. `targets` None means AutoAttack standard's
     min(9, classes - 1) (0 below 4 classes); 0 runs APGD-CE only. `stack_targets` runs APGD-T's
     targets as one stacked batch (True) or one after another (False); None (default) stacks on
-    CUDA only. The results are the same (see the module docstring). After a call, `fooled_by`
+    CUDA, and on CPU up to STACK_REPLICAS_CPU replicas. The results are the same (see the module
+    docstring). After a call, `fooled_by`
     holds the codes of that call and `stage_sizes` the number of rows each stage attacked:
     ("apgd-ce", n) then either one ("apgd-t", n_survivors * n_targets) when stacked or one
     ("apgd-t", n) per target."""
@@ -179,11 +187,12 @@ class Ensemble(Attack):
             alive &= ~self.proven.to(alive.device)
         order = clean_logits.sort(dim=1)[1]  # the library's target choice: -2, -3, ... columns
         self.stage_sizes = []
-        # APGD-CE, then the targets one after another unless they are stacked.
-        stack = self.stack_targets if self.stack_targets is not None else x.is_cuda
-        sequential = seeds if not stack else seeds[:1]
-        for stage, seed in enumerate(sequential):
+        for stage, seed in enumerate(seeds):
             todo = alive.nonzero().squeeze(1)
+            if stage == 1 and self._stack(x, len(todo) * n_targets):
+                self._stacked_targets(x, y, eps, x_adv, alive, fooled_by, order, seeds[1:],
+                                      stream, n_streams, sample)
+                break
             name = "apgd-ce" if stage == 0 else "apgd-t"
             self.stage_sizes.append((name, len(todo)))
             if len(todo) == 0:
@@ -195,11 +204,15 @@ class Ensemble(Attack):
             x_adv[idx], alive[idx] = found[fooled], False
             fooled_by[idx] = APGD_CE if stage == 0 else APGD_T
             _reuse_upwards(x_adv, alive, fooled_by, eps, sample, idx)
-        if stack and n_targets:
-            self._stacked_targets(x, y, eps, x_adv, alive, fooled_by, order, seeds[1:], stream,
-                                  n_streams, sample)
         self.fooled_by = fooled_by
         return x_adv
+
+    def _stack(self, x: Tensor, replicas: int) -> bool:
+        """Whether APGD-T's targets run stacked: as set, else on CUDA, or on CPU when the
+        stacked run is small enough that the runs it saves cost more than its waste."""
+        if self.stack_targets is not None:
+            return self.stack_targets
+        return x.is_cuda or replicas <= STACK_REPLICAS_CPU
 
     def _stacked_targets(self, x: Tensor, y: Tensor, eps: Tensor, x_adv: Tensor, alive: Tensor,
                          fooled_by: Tensor, order: Tensor, seeds: list[int], stream: Tensor,
