@@ -49,8 +49,9 @@ When stacking pays: on CPU an APGD iteration costs about the same per row from 6
 (FCN 784-256-10, one thread: 22-33 us per row-iteration, of which the model's forward and
 backward are ~6 us and the rest the library's elementwise updates), so the per-call overhead is
 already negligible at the final protocol's stage sizes, and stacking only adds the replicas of
-samples an earlier target fooled: bench/final_cost.py --compare measured the stacked
-run at 1.3x the sequential one's CPU time (cpu scale, identical results). Hence the default:
+samples an earlier target fooled: at cpu scale (~6,000 replicas per norm, identical results)
+the stacked run took 1.3x the sequential one's CPU time through the library's loop and 1.05x
+(L-inf) / 1.15x (L2) through the lean one (bench/final_cost.py --compare). Hence the default:
 stacked on CUDA, where per-iteration launch overhead is what a small model's iteration costs (not
 measured here: no GPU was available; rerun --compare on one); on CPU stacked only when the
 stacked run is small (STACK_REPLICAS_CPU), where the saved runs' fixed cost dominates.
