@@ -23,8 +23,11 @@ CE and targeted DLR, per-sample eps).
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 import torch.nn.functional as F
+from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
 from pyautoattack.checks import check_zero_gradients
 from torch import Tensor, nn
 
@@ -34,11 +37,8 @@ RHO = 0.75  # the library's default thr_decr, used by AutoAttack
 
 
 def _dlr_targeted(logits: Tensor, y: Tensor, y_target: Tensor) -> Tensor:
-    # pyautoattack APGDAttack_targeted.dlr_loss_targeted, verbatim.
-    x_sorted, _ = logits.sort(dim=1)
-    u = torch.arange(logits.shape[0], device=logits.device)
-    return -(logits[u, y] - logits[u, y_target]) / (x_sorted[:, -1] - .5 * (
-        x_sorted[:, -3] + x_sorted[:, -4]) + 1e-12)
+    """The library's targeted DLR loss itself (called, not re-implemented): equal by definition."""
+    return APGDAttack_targeted.dlr_loss_targeted(SimpleNamespace(y_target=y_target), logits, y)
 
 
 def _l2(v: Tensor) -> Tensor:
@@ -47,11 +47,9 @@ def _l2(v: Tensor) -> Tensor:
 
 
 def _check_oscillation(loss_steps: Tensor, j: int, k: int, k3: float) -> Tensor:
-    # pyautoattack APGDAttack.check_oscillation, verbatim (j - k may index row -1, as there).
-    t = torch.zeros(loss_steps.shape[1], device=loss_steps.device)
-    for counter5 in range(k):
-        t += (loss_steps[j - counter5] > loss_steps[j - counter5 - 1]).float()
-    return (t <= k * k3 * torch.ones_like(t)).float()
+    """The library's step-size checkpoint test itself (called, not re-implemented)."""
+    return APGDAttack.check_oscillation(SimpleNamespace(device=loss_steps.device), loss_steps,
+                                        j, k, None, k3=k3)
 
 
 def apgd_single_run(model: nn.Module, x: Tensor, y: Tensor, x_init: Tensor, *, norm: str,
