@@ -1,20 +1,109 @@
 """Cost of the final evaluation protocol as a multiple of training time, for one trial.
 
     PYTHONPATH=$PWD python -m bench.final_cost [--scale cpu] [--norms linf,l2] [--threads N]
+        [--compare]
 
 Runs one trial (the scale's settings; FCN 784-256-10 on Fashion-MNIST at cpu scale), times the
 training epochs (epoch time minus its robustness evaluation), the cheap per-epoch evaluations, and
 the final protocol, and prints per (norm, eps) the attacked RA of each attack, the global and
-relaxed certified accuracy and the band [certified relaxed, attacked] width in points.
+relaxed certified accuracy and the band [certified relaxed, attacked] width in points. It also
+prints where the final protocol's time went (wall seconds per evaluation function the trial calls;
+nested calls count in both).
+
+--compare then reruns the final attack (ensemble_robust as the trial calls it, certified samples
+skipped) on the final model in three variants: APGD-T's targets stacked or one after another,
+each APGD run through the lean loop (trainables.attacks._apgd_run) or pyautoattack's own
+attack_single_run (sequential + library is the protocol before issue 14: the baseline). It prints
+each one's CPU time, its ratio to the baseline (and the wall-time ratio, the one that counts on a
+GPU) and whether its results are identical to the baseline's. On CPU use --threads 1: CPU seconds
+of one thread are robust to other jobs sharing the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
 import time
+from collections import defaultdict
+from unittest import mock
 
+import torch
+from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
+
+import trainables.trial as trial_module
 from sweep.spaces._scales import CPU, SMOKE
+from trainables.attacks import ensemble_robust
+from trainables.attacks._base import forked_rng
 from trainables.trial import Trial
+
+ensemble_module = importlib.import_module("trainables.attacks.ensemble")
+
+# Functions the trial's evaluation calls, timed where trainables.trial looks them up.
+TIMED = ("minimal_eps", "run_attack", "universal_perturbation", "ensemble_robust",
+         "certified_mask", "certified_radius", "certified_radius_relaxed", "exact_robust_mask",
+         "sensitivity_estimates", "perturbation_alignment", "layer_metrics")
+
+
+def _timed(name: str, fn, split: dict[str, float]):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            split[name] += time.perf_counter() - start
+    return wrapper
+
+
+def _library_run(model, x, y, x_init, *, norm, eps, n_iter, loss="ce", y_target=None):
+    """pyautoattack's own attack_single_run, what the ensemble called before the lean loop."""
+    common = dict(n_iter=n_iter, norm={"linf": "Linf", "l2": "L2"}[norm], n_restarts=1, eps=eps,
+                  device=x.device)
+    if loss == "ce":
+        attack = APGDAttack(model, loss="ce", **common)
+    else:
+        attack = APGDAttack_targeted(model, n_target_classes=1, **common)
+        attack.y_target = y_target
+    attack.init_hyperparam(x)
+    with forked_rng(x.device, 0):
+        return attack.attack_single_run(x, y, x_init=x_init)
+
+
+# (label, stack_targets, APGD loop); the last is the baseline: sequential targets through the
+# library's loop, the protocol as it ran before issue 14.
+VARIANTS = (("stacked+lean", True, "lean"), ("sequential+lean", False, "lean"),
+            ("sequential+library", False, "library"))
+
+
+def _compare(trial: Trial, cfg: dict) -> None:
+    """The final attack on the final model in each variant, in CPU (and wall) seconds."""
+    model = trial._compressed_copy().eval()
+    n = cfg.get("n_eval_final") or cfg["n_eval"]
+    x, y = trial.data.x_test[:n].to(trial.device), trial.data.y_test[:n].to(trial.device)
+    for norm in trial.config.norms:
+        grid = [float(e) for e in trial.config.eps_for(norm)]
+        r_cert = trial_module.certified_radius(model, x, y, norm)
+        proven = trial._relaxed_certified(model, x, y, norm, tuple(grid), r_cert) or None
+        out, cpu, wall = {}, {}, {}
+        for label, stack, loop in VARIANTS:
+            run = ensemble_module.apgd_single_run if loop == "lean" else _library_run
+            with mock.patch.object(ensemble_module, "apgd_single_run", run):
+                start, start_wall = time.process_time(), time.perf_counter()
+                out[label] = ensemble_robust(model, x, y, norm, grid, seed=0, proven=proven,
+                                             stack_targets=stack)
+                if x.is_cuda:
+                    torch.cuda.synchronize()
+                cpu[label] = time.process_time() - start
+                wall[label] = time.perf_counter() - start_wall
+        base = VARIANTS[-1][0]
+        for label, _, _ in VARIANTS:
+            equal = all(torch.equal(out[label][e].x_adv, out[base][e].x_adv)
+                        and torch.equal(out[label][e].robust, out[base][e].robust) for e in grid)
+            robust = " ".join(f"{e}:{out[label][e].robust.float().mean():.3f}" for e in grid)
+            print(f"{norm:5} ensemble {label:19} CPU {cpu[label]:6.1f}s  /baseline "
+                  f"{cpu[label] / cpu[base]:.2f} (wall {wall[label] / wall[base]:.2f})  "
+                  f"identical to baseline {equal}  RA {robust}")
 
 
 def main() -> None:
@@ -23,12 +112,18 @@ def main() -> None:
     parser.add_argument("--norms", default="linf,l2")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--set", default="", help="extra k=v,k=v (python literals)")
+    parser.add_argument("--compare", action="store_true",
+                        help="rerun the final attack: targets stacked / sequential, lean / "
+                             "library APGD loop, against the pre-issue-14 baseline")
     args = parser.parse_args()
     cfg = dict(CPU if args.scale == "cpu" else SMOKE)
     cfg.update(norms=tuple(args.norms.split(",")), threads=args.threads)
     for item in filter(None, args.set.split(",")):
         key, value = item.split("=")
         cfg[key] = eval(value)  # noqa: S307 - a local benchmark's own option
+    split: dict[str, float] = defaultdict(float)
+    for name in TIMED:
+        setattr(trial_module, name, _timed(name, getattr(trial_module, name), split))
     trial = Trial(cfg)
     train = evals = 0.0
     start = time.perf_counter()
@@ -37,11 +132,14 @@ def main() -> None:
         train += result["epoch_seconds"] - evals_this
         if result["iteration"] < cfg["epochs"]:
             evals += evals_this
+            split.clear()  # what is left after the last epoch is the final evaluation's split
         last = result
     final = trial.eval_seconds
     total = time.perf_counter() - start
     print(f"training {train:.1f}s  per-epoch evaluations {evals:.1f}s  final protocol "
           f"{final:.1f}s = {final / train:.2f}x training  (total {total:.1f}s)")
+    print("final evaluation split (s): " + "  ".join(
+        f"{name} {seconds:.1f}" for name, seconds in sorted(split.items(), key=lambda kv: -kv[1])))
     rows = last["robustness"]
     by = {(r["norm"], r["eps"], r["attack"]): r for r in rows}
     print("norm  eps    n     clean  RA-pgd RA-final [lo,hi]          cert-global cert-relaxed "
@@ -58,6 +156,8 @@ def main() -> None:
             if r["n_exact"]:
                 print(f"      exact (MILP) on the first {r['n_exact']}: robust "
                       f"{r['exact_acc']:.3f}, undecided {r['exact_unknown']}")
+    if args.compare:
+        _compare(trial, cfg)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 from pyautoattack.autopgd_base import APGDAttack_targeted
@@ -90,23 +92,101 @@ def test_never_weaker_than_its_components_or_pgd(model, data, norm):
     assert ens < clean
 
 
-def test_targeted_stages_attack_only_survivors(model, data):
-    x, y = data
+@pytest.mark.parametrize(("stack_targets", "n", "stacked"), [
+    (True, 150, True), (False, 150, False),
+    (None, 150, False),  # the default on CPU: ~90 survivors x 9 targets, too many to stack
+    (None, 20, True),  # ~10 survivors x 9 targets: stacked
+])
+def test_targeted_stages_attack_only_survivors(model, data, stack_targets, n, stacked):
+    ensemble_module = importlib.import_module("trainables.attacks.ensemble")
+    x, y = data[0][:n], data[1][:n]
     counting = CountingModel(model)
-    attack = Ensemble(counting, norm="linf", steps=STEPS, seed=0)
+    attack = Ensemble(counting, norm="linf", steps=STEPS, seed=0, stack_targets=stack_targets)
     attack(x, y, 0.1)
     correct = int((model(x).argmax(1) == y).sum())
     ce_survivors = round(accuracy(model, ensemble(model, x, y, norm="linf", eps=0.1, steps=STEPS,
                                                   targets=0, seed=0), y) * len(x))
     sizes = [size for _, size in attack.stage_sizes]
     names = [name for name, _ in attack.stage_sizes]
-    assert names[0] == "apgd-ce" and set(names[1:]) == {"apgd-t"} and len(names) <= 10
-    assert sizes[0] == correct
-    assert correct > sizes[1] == ce_survivors > 0  # the survivors of APGD-CE, no more
-    assert all(a >= b for a, b in zip(sizes, sizes[1:]))
-    # What the model saw: steps + 1 gradient forwards per stage, each on that stage's samples.
+    assert sizes[0] == correct > ce_survivors > 0
+    if stack_targets is None:  # the default on CPU: stacked only if that run is small
+        assert (9 * ce_survivors <= ensemble_module.STACK_REPLICAS_CPU) == stacked
+    if stacked:
+        # One stacked APGD-T run: every survivor of APGD-CE once per target (9 of 10 classes).
+        assert attack.stage_sizes == [("apgd-ce", correct), ("apgd-t", 9 * ce_survivors)]
+    else:
+        assert names[0] == "apgd-ce" and set(names[1:]) == {"apgd-t"} and len(names) <= 10
+        assert sizes[1] == ce_survivors  # the survivors of APGD-CE, no more
+        assert all(a >= b for a, b in zip(sizes, sizes[1:]))
+    # What the model saw: steps + 1 gradient forwards per stage, each on that stage's rows.
     expected = [size for size in sizes if size > 0 for _ in range(STEPS + 1)]
     assert counting.grad_batches == expected
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_stacked_targets_equal_sequential_targets(model, data, norm):
+    """Stacking APGD-T's targets changes the cost, not the result: robust, fooled_by and x_adv
+    are those of running the targets one after another, and never weaker than PGD."""
+    x, y = data[0][:100], data[1][:100]
+    grid = [EPS[norm] / 2, EPS[norm], 1.5 * EPS[norm]]
+    stacked = ensemble_robust(model, x, y, norm, grid, seed=2, steps=STEPS, stack_targets=True)
+    sequential = ensemble_robust(model, x, y, norm, grid, seed=2, steps=STEPS,
+                                 stack_targets=False)
+    for eps in grid:
+        assert torch.equal(stacked[eps].robust, sequential[eps].robust), eps
+        assert torch.equal(stacked[eps].fooled_by, sequential[eps].fooled_by), eps
+        assert torch.equal(stacked[eps].x_adv, sequential[eps].x_adv), eps
+        x_pgd = pgd(model, x, y, norm=norm, eps=eps, steps=10, seed=0)
+        with torch.no_grad():
+            pgd_robust = int((model(x_pgd).argmax(1) == y).sum())
+        assert int(stacked[eps].robust.sum()) <= pgd_robust
+    # The targeted stage fooled samples (so the comparison covers it) at the largest eps.
+    assert (stacked[grid[-1]].fooled_by == FOOLED_BY.index("apgd-t")).sum() >= 2
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_apgd_t_replicas_are_independent_of_their_batch(model, data, norm):
+    """The claim stacking rests on: in one APGD-T run, a replica's trajectory does not depend on
+    the other rows of the batch (step size, momentum and checkpoints are per sample). A sample's
+    9 replicas run alone give bit for bit the x_adv they get inside the full stacked batch. (The
+    replicas of one sample are kept together: a batch of one row makes BLAS switch to a
+    matrix-vector kernel, whose rounding differs in the last bits from a matrix product's.)"""
+    x, y = data[0][:40], data[1][:40]
+    attack = Ensemble(model, norm=norm, steps=STEPS, seed=0)
+    with torch.no_grad():
+        order = model(x).sort(dim=1)[1]
+    rows = torch.arange(len(x)).repeat(9)
+    target = order[rows, -(torch.arange(9).repeat_interleave(len(x)) + 2)]
+    eps = torch.full((len(rows),), EPS[norm])
+    gen = torch.Generator().manual_seed(5)
+    start = (x[rows] + 0.5 * EPS[norm] * (2 * torch.rand(x[rows].shape, generator=gen) - 1))
+    found, fooled = attack._run_stage(x[rows], y[rows], eps, start.clamp(0, 1), target)
+    assert 0 < fooled.sum() < len(rows)
+    for i in (0, 7, 33):
+        mine = (rows == i).nonzero().squeeze(1)
+        alone, alone_fooled = attack._run_stage(x[rows[mine]], y[rows[mine]], eps[mine],
+                                                start[mine].clamp(0, 1), target[mine])
+        assert torch.equal(alone, found[mine]), i
+        assert torch.equal(alone_fooled, fooled[mine]), i
+
+
+def test_stacked_targets_chunked_equal_one_run(model, data, monkeypatch):
+    """A row cap on the stacked run (bounded memory) splits it into several calls and changes
+    nothing else."""
+    ensemble_module = importlib.import_module("trainables.attacks.ensemble")
+
+    x, y = data[0][:60], data[1][:60]
+    whole = ensemble_robust(model, x, y, "linf", [0.1], seed=4, steps=STEPS,
+                            stack_targets=True)[0.1]
+    counting = CountingModel(model)
+    monkeypatch.setattr(ensemble_module, "MAX_STACKED_ELEMENTS", 64 * 50)  # 50 rows per call
+    attack = Ensemble(counting, norm="linf", steps=STEPS, seed=4, stack_targets=True)
+    x_adv = attack(x, y, 0.1)
+    replicas = attack.stage_sizes[1][1]
+    assert replicas > 100
+    chunks = [min(50, replicas - lo) for lo in range(0, replicas, 50)]
+    assert counting.grad_batches[(STEPS + 1):] == [c for c in chunks for _ in range(STEPS + 1)]
+    assert torch.equal(x_adv, whole.x_adv)
 
 
 def test_fooled_by_labels(model, data):

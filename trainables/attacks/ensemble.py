@@ -3,7 +3,7 @@
 Stages, each only on the samples still robust (correct clean and not fooled by an earlier stage):
 1. APGD-CE, 100 iterations, 1 restart;
 2. APGD-T, 100 iterations per target class, target classes the top min(9, classes - 1) wrong
-   classes of the clean logits, in order (one stage per target class).
+   classes of the clean logits, in order.
 These are AutoAttack "standard"'s own budgets for these two attacks (Croce & Hein 2020,
 pyautoattack.AutoAttack._set_version('standard') for L-inf / L2), fixed and model-independent:
 they are not tuned to any model. Below 4 classes APGD-T is dropped (its loss uses the
@@ -23,17 +23,55 @@ separate runs up to the reuse above. The library's start (a point on the ball's 
 normalized uniform / Gaussian direction, as AutoAttack draws it) is reproduced and passed as
 `x_init`.
 
-What we rely on in pyautoattack.autopgd_base (checked against version 0.2.0):
-- `APGDAttack.attack_single_run(x, y, x_init)` is one APGD run on all of x (no subsetting) and
-  returns (x_best, acc, loss_best, x_best_adv); acc[i] == 0 means x_best_adv[i] fooled the model.
-  We call it rather than `perturb`: `perturb` (both classes) subsets the batch to the samples it
-  sees as robust (per restart, and in APGDAttack_targeted per target class) without subsetting a
-  per-sample eps tensor, which then no longer matches the batch; it also picks the targets
-  itself. Calling one run per stage on our own subset avoids both.
-- `eps` may be a (N, 1, ..., 1) tensor inside attack_single_run (ball, step size, start).
-- `init_hyperparam(x)` must run first (device, input dims); targeted runs read `y_target` (N,).
-- the library still draws a (discarded) start from torch's global RNG even with x_init: every call
-  runs inside a forked RNG, so the caller's random state is untouched.
+The targets stacked (`stack_targets=True`; the default None decides, see below):
+AutoAttack runs APGD-T's targets sequentially, target t only on the samples targets 1..t-1 left
+robust, 100 iterations per target. Where a small model's iteration costs little beside its fixed
+per-iteration overhead (kernel launches, the library's Python loop) those 9 x 100 iterations
+are the cost. So every row still robust after APGD-CE is replicated once per target class (replica
+(row, t) for t = 1..n_targets with target order[row, -(t + 1)] and target t's own seed, i.e. the
+very random start the sequential run would draw) and all replicas run as one APGD batch (a few,
+chunked by MAX_STACKED_ELEMENTS to bound memory). Then the sequential order is replayed on the
+replicas' outcomes: target t acts on the rows still alive after targets < t (and after their
+reuse at larger eps). This is the sequential result because APGD is per sample: step size,
+momentum, the best-loss point and the checkpoint test (oscillation / no improvement) are all
+per-sample tensors, and the loss is a sum of per-sample losses, so each replica's trajectory is
+the one it would follow alone (see the library notes below; tests check x_adv bit for bit). A
+sample counts robust only if every target fails on it, as in the sequential run, and a fooled
+sample takes the example of its first fooling target, as there. The only difference is cost: a
+target also runs on samples an earlier target already fooled (at most n_targets times the rows of
+the first target, never a weaker attack). One floating-point caveat: BLAS may round a batch of
+ONE row differently from a larger batch (a matrix-vector kernel; seen on CPU for L2), so where a
+sequential stage attacked exactly one row the two can differ in the last bits of that row's
+trajectory; neither is the weaker attack. `stage_sizes` lists ("apgd-t", replicas) once: the
+rows the model was actually run on, as for APGD-CE.
+
+When stacking pays: on CPU an APGD iteration costs about the same per row from 64 to 6,300 rows
+(FCN 784-256-10, one thread: 22-33 us per row-iteration, of which the model's forward and
+backward are ~6 us and the rest the library's elementwise updates), so the per-call overhead is
+already negligible at the final protocol's stage sizes, and stacking only adds the replicas of
+samples an earlier target fooled: at cpu scale (~6,000 replicas per norm, identical results)
+the stacked run took 1.3x the sequential one's CPU time through the library's loop and 1.05x
+(L-inf) / 1.15x (L2) through the lean one (bench/final_cost.py --compare). Hence the default:
+stacked on CUDA, where per-iteration launch overhead is what a small model's iteration costs (not
+measured here: no GPU was available; rerun --compare on one); on CPU stacked only when the
+stacked run is small (STACK_REPLICAS_CPU), where the saved runs' fixed cost dominates.
+
+Each stage is one APGD run, `trainables.attacks._apgd_run.apgd_single_run`: pyautoattack's
+`APGDAttack.attack_single_run` bit for bit (tested against the library) with fewer passes over
+the data per iteration (~1.3-1.5x faster for a small model on CPU; see that module). What we rely
+on in pyautoattack.autopgd_base's attack_single_run (checked against version 0.2.0):
+- it is one APGD run on all of x (no subsetting) and returns (x_best, acc, loss_best,
+  x_best_adv); acc[i] == 0 means x_best_adv[i] fooled the model. A run per stage rather than
+  `perturb`: `perturb` (both classes) subsets the batch to the samples it sees as robust (per
+  restart, and in APGDAttack_targeted per target class) without subsetting a per-sample eps
+  tensor, which then no longer matches the batch; it also picks the targets itself. One run per
+  stage on our own subset avoids both.
+- `eps` may be a (N, 1, ..., 1) tensor (ball, step size); targeted runs read `y_target` (N,).
+- per-sample independence inside attack_single_run (what stacking the targets needs): the only
+  batch-level quantities are the checkpoint schedule (counter3, k: fixed iteration numbers, the
+  same for every sample whatever the data), `fl_oscillation.sum() > 0` (a guard: what it guards
+  is per sample), n_reduced (unused) and check_zero_gradients (a warning only). The model must
+  itself be per sample, which eval mode gives (no batch statistics).
 """
 
 from __future__ import annotations
@@ -41,22 +79,20 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
 from torch import Tensor, nn
 
+from trainables.attacks._apgd_run import apgd_single_run
 from trainables.attacks._base import (
     Attack,
     batch_view,
     check_norm,
     check_positive_int,
     eval_mode,
-    forked_rng,
     num_classes,
     predict,
 )
 from trainables.errors import ConfigError
 
-_LIBRARY_NORM = {"linf": "Linf", "l2": "L2"}
 # AutoAttack standard's budgets (L-inf and L2) for APGD-CE and APGD-T.
 STEPS = 100
 MAX_TARGETS = 9
@@ -64,6 +100,20 @@ MIN_CLASSES_TARGETED = 4
 # fooled_by codes: which stage produced a sample's adversarial example.
 FOOLED_BY = ("none", "clean", "apgd-ce", "apgd-t")
 NONE, CLEAN, APGD_CE, APGD_T = range(len(FOOLED_BY))
+# At most this many input elements (rows x features) per APGD-T call when the targets are stacked:
+# APGD keeps about ten input-sized tensors per row besides the model's activations and their
+# gradients, so a run over every replica at once can be large (CIFAR-10, 1000 samples x 3 eps x
+# 9 targets = 27,000 rows of 3x32x32: ~3.3 GB per input-sized tensor). 2**24 elements is
+# 64 MB per such tensor (~5,500 CIFAR-10 rows, less than twice an unchunked APGD-CE stage there;
+# ~21,000 Fashion-MNIST rows); beyond a few thousand rows per call the loop's Python overhead is
+# negligible anyway.
+MAX_STACKED_ELEMENTS = 2**24
+# By default (stack_targets=None) the targets are stacked on CPU only up to this many replicas.
+# One 100-iteration APGD run costs ~50 ms of fixed overhead plus ~1.7 ms per row on one thread
+# (FCN 784-256-10, loaded machine): stacking 9 targets saves ~8 x 50 ms and wastes at most
+# ~1.7 ms per replica of an already-fooled sample, so at <= 256 replicas it cannot lose more
+# than it saves; beyond, measured at cpu scale (~6,000 replicas), it lost 1.3x.
+STACK_REPLICAS_CPU = 256
 
 
 class EnsembleResult(NamedTuple):
@@ -77,17 +127,26 @@ class EnsembleResult(NamedTuple):
 
 class Ensemble(Attack):
     """APGD-CE then APGD-T on survivors. `targets` None means AutoAttack standard's
-    min(9, classes - 1) (0 below 4 classes); 0 runs APGD-CE only. After a call, `fooled_by` holds
-    the codes of that call and `stage_sizes` the number of samples each stage attacked."""
+    min(9, classes - 1) (0 below 4 classes); 0 runs APGD-CE only. `stack_targets` runs APGD-T's
+    targets as one stacked batch (True) or one after another (False); None (default) stacks on
+    CUDA, and on CPU up to STACK_REPLICAS_CPU replicas. The results are the same (see the module
+    docstring). After a call, `fooled_by`
+    holds the codes of that call and `stage_sizes` the number of rows each stage attacked:
+    ("apgd-ce", n) then either one ("apgd-t", n_survivors * n_targets) when stacked or one
+    ("apgd-t", n) per target."""
 
     def __init__(self, model: nn.Module, *, norm: str, steps: int = STEPS,
-                 targets: int | None = None, seed: int | None = None) -> None:
+                 targets: int | None = None, seed: int | None = None,
+                 stack_targets: bool | None = None) -> None:
         super().__init__(model, norm=norm, seed=seed)
         check_positive_int("steps", steps)
         if targets is not None and (not isinstance(targets, int) or isinstance(targets, bool)
                                     or targets < 0):
             raise ConfigError(f"targets must be None or an integer >= 0, but got {targets!r}")
-        self.steps, self.targets = steps, targets
+        if stack_targets is not None and not isinstance(stack_targets, bool):
+            raise ConfigError(f"stack_targets must be None, True or False, but got "
+                              f"{stack_targets!r}")
+        self.steps, self.targets, self.stack_targets = steps, targets, stack_targets
         self.fooled_by: Tensor | None = None
         self.stage_sizes: list[tuple[str, int]] = []
         # Rows proven robust beforehand (a sound certificate at that row's eps): attacking them
@@ -131,19 +190,62 @@ class Ensemble(Attack):
         self.stage_sizes = []
         for stage, seed in enumerate(seeds):
             todo = alive.nonzero().squeeze(1)
+            if stage == 1 and self._stack(x, len(todo) * n_targets):
+                self._stacked_targets(x, y, eps, x_adv, alive, fooled_by, order, seeds[1:],
+                                      stream, n_streams, sample)
+                break
             name = "apgd-ce" if stage == 0 else "apgd-t"
             self.stage_sizes.append((name, len(todo)))
             if len(todo) == 0:
                 break
             start = self._starts(x, eps, stream, n_streams, seed, todo)
             target = None if stage == 0 else order[todo, -(stage + 1)]
-            found, fooled = self._run_stage(x[todo], y[todo], eps[todo], start, target, seed)
+            found, fooled = self._run_stage(x[todo], y[todo], eps[todo], start, target)
             idx = todo[fooled]
             x_adv[idx], alive[idx] = found[fooled], False
             fooled_by[idx] = APGD_CE if stage == 0 else APGD_T
             _reuse_upwards(x_adv, alive, fooled_by, eps, sample, idx)
         self.fooled_by = fooled_by
         return x_adv
+
+    def _stack(self, x: Tensor, replicas: int) -> bool:
+        """Whether APGD-T's targets run stacked: as set, else on CUDA, or on CPU when the
+        stacked run is small enough that the runs it saves cost more than its waste."""
+        if self.stack_targets is not None:
+            return self.stack_targets
+        return x.is_cuda or replicas <= STACK_REPLICAS_CPU
+
+    def _stacked_targets(self, x: Tensor, y: Tensor, eps: Tensor, x_adv: Tensor, alive: Tensor,
+                         fooled_by: Tensor, order: Tensor, seeds: list[int], stream: Tensor,
+                         n_streams: int, sample: Tensor) -> None:
+        """APGD-T's targets as one stacked run on every alive row, then the sequential order
+        replayed on the outcomes (updates x_adv, alive, fooled_by in place)."""
+        todo = alive.nonzero().squeeze(1)  # (M,)
+        n_targets, m = len(seeds), len(todo)
+        self.stage_sizes.append(("apgd-t", m * n_targets))
+        if m == 0:
+            return
+        # Replica k = t * M + i: row todo[i] against target t (order column -(t + 2)).
+        rows = todo.repeat(n_targets)
+        t_of = torch.arange(n_targets, device=x.device).repeat_interleave(m)
+        target = order[rows, -(t_of + 2)]
+        start = torch.cat([self._starts(x, eps, stream, n_streams, seed, todo) for seed in seeds])
+        chunk = max(1, MAX_STACKED_ELEMENTS // max(1, x[0].numel()))
+        examples, fooled = [], []  # only the fooling replicas' examples are kept
+        for lo in range(0, len(rows), chunk):
+            part = rows[lo:lo + chunk]
+            found, ok = self._run_stage(x[part], y[part], eps[part], start[lo:lo + chunk],
+                                        target[lo:lo + chunk])
+            examples.append(found[ok])
+            fooled.append(ok)
+        example = torch.cat(examples)
+        fooled_t = torch.cat(fooled).view(n_targets, m)
+        position = (fooled_t.flatten().cumsum(0) - 1).view(n_targets, m)  # row in `example`
+        for t in range(n_targets):
+            hit = fooled_t[t] & alive[todo]
+            idx = todo[hit]
+            x_adv[idx], alive[idx], fooled_by[idx] = example[position[t][hit]], False, APGD_T
+            _reuse_upwards(x_adv, alive, fooled_by, eps, sample, idx)
 
     def _starts(self, x: Tensor, eps: Tensor, stream: Tensor, n_streams: int, seed: int,
                 todo: Tensor) -> Tensor:
@@ -161,18 +263,12 @@ class Ensemble(Attack):
         return (x[todo] + batch_view(eps[todo], x) * direction[rows]).clamp(0, 1)
 
     def _run_stage(self, x: Tensor, y: Tensor, eps: Tensor, start: Tensor, target: Tensor | None,
-                   seed: int) -> tuple[Tensor, Tensor]:
-        """One APGD run on (x, y); returns its adversarial iterates and which of them fool."""
-        common = dict(n_iter=self.steps, norm=_LIBRARY_NORM[self.norm], n_restarts=1,
-                      eps=batch_view(eps, x), seed=seed, device=x.device)
-        if target is None:
-            attack = APGDAttack(self.model, loss="ce", **common)
-        else:
-            attack = APGDAttack_targeted(self.model, n_target_classes=1, **common)
-            attack.y_target = target
-        attack.init_hyperparam(x)
-        with forked_rng(x.device, seed):
-            _, _, _, found = attack.attack_single_run(x, y, x_init=start)
+                   ) -> tuple[Tensor, Tensor]:
+        """One APGD run on (x, y) from `start` (APGD-CE, or APGD-T towards `target`); returns its
+        adversarial iterates and which of them fool."""
+        _, _, _, found = apgd_single_run(
+            self.model, x, y, start, norm=self.norm, eps=batch_view(eps, x), n_iter=self.steps,
+            loss="ce" if target is None else "dlr-targeted", y_target=target)
         found = found.detach()
         # Our own check on the point we return (the library's acc is per iterate).
         return found, predict(self.model, found) != y
@@ -202,15 +298,18 @@ def _reuse_upwards(x_adv: Tensor, alive: Tensor, fooled_by: Tensor, eps: Tensor,
 
 
 def ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: float | Tensor,
-             steps: int = STEPS, targets: int | None = None, seed: int | None = 0) -> Tensor:
+             steps: int = STEPS, targets: int | None = None, seed: int | None = 0,
+             stack_targets: bool | None = None) -> Tensor:
     """Adversarial examples of the APGD-CE + APGD-T ensemble; eps a number or per-sample (N,)."""
-    return Ensemble(model, norm=norm, steps=steps, targets=targets, seed=seed)(x, y, eps)
+    return Ensemble(model, norm=norm, steps=steps, targets=targets, seed=seed,
+                    stack_targets=stack_targets)(x, y, eps)
 
 
 def ensemble_robust(model: nn.Module, x: Tensor, y: Tensor, norm: str,
                     eps_grid: tuple[float, ...] | list[float], seed: int | None = 0, *,
                     steps: int = STEPS, targets: int | None = None,
                     proven: dict[float, Tensor] | None = None,
+                    stack_targets: bool | None = None,
                     ) -> dict[float, EnsembleResult]:
     """Every eps of a norm's grid in one stacked pass: eps -> EnsembleResult (per sample).
 
@@ -227,7 +326,8 @@ def ensemble_robust(model: nn.Module, x: Tensor, y: Tensor, norm: str,
         raise ConfigError(f"eps_grid must be a non-empty list of distinct eps, but got {eps_grid}")
     n = len(x)
     stacked_eps = torch.tensor(grid, dtype=x.dtype, device=x.device).repeat_interleave(n)
-    attack = Ensemble(model, norm=norm, steps=steps, targets=targets, seed=seed)
+    attack = Ensemble(model, norm=norm, steps=steps, targets=targets, seed=seed,
+                      stack_targets=stack_targets)
     if proven is not None:
         attack.proven = torch.cat([proven.get(eps, torch.zeros(n, dtype=torch.bool)).to(x.device)
                                    for eps in grid])
