@@ -15,6 +15,7 @@ from trainables.attacks.autoattack import autoattack
 from trainables.attacks.ensemble import ensemble
 from trainables.attacks.pgd import pgd
 from trainables.errors import ConfigError
+from trainables.variants import check_registry
 
 AttackRunner = Callable[..., Tensor]
 
@@ -45,6 +46,7 @@ ATTACK_RUNNERS: dict[str, AttackRunner] = {
     "ensemble": _ensemble,
 }
 
+check_registry("ATTACKS", ATTACK_RUNNERS)  # the torch-free names the driver validates by
 
 def run_attack(model: nn.Module, x: Tensor, y: Tensor, *, name: str, norm: str, eps: float,
                steps: int = 20, restarts: int = 1, seed: int = 0) -> Tensor:

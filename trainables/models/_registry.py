@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from trainables.errors import ConfigError
+from trainables.variants import check_registry
 from trainables.models.cnn import CNN
 from trainables.models.fcn import FCN
 from trainables.models.resnet import ResNet18
@@ -33,6 +34,7 @@ MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "resnet18": _resnet18,
 }
 
+check_registry("MODELS", MODEL_BUILDERS)  # the torch-free names the driver validates by
 
 def build_model(
     name: str,
