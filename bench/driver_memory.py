@@ -4,6 +4,7 @@ trials run through Ray Tune and the sweep's Parquet store callback. Target: unde
 Baseline: the driver's RSS once Ray is up and the Tuner is built, measured in the same run.
 
     .venv/bin/python bench/driver_memory.py [--trials 2000] [--loggers none|sweep|tune] [--no-trim]
+                                            [--top N]  (N sites whose Python allocations grew most)
 
 --loggers: none = the store only; sweep = the store and sweep.tune_files.ResultFiles (what the
 launcher runs: result.json per trial for tune.ExperimentAnalysis); tune = the store and Tune's
@@ -48,7 +49,13 @@ def main() -> None:
     parser.add_argument("--loggers", choices=("none", "sweep", "tune"), default="sweep")
     parser.add_argument("--no-trim", action="store_true",
                         help="without sweep.trim.TrimFinishedTrials (what the launcher adds last)")
+    parser.add_argument("--top", type=int, default=0,
+                        help="trace Python allocations (slow) and print the N sites that grew most")
     args = parser.parse_args()
+    if args.top:
+        import tracemalloc
+
+        tracemalloc.start(12)
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "0" if args.loggers == "tune" else "1"
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     import polars as pl
@@ -83,9 +90,15 @@ def main() -> None:
                                  verbose=0),
         )
         baseline = rss_mib()
+        before = tracemalloc.take_snapshot() if args.top else None
         t0 = time.perf_counter()
         tuner.fit()
         wall = time.perf_counter() - t0
+        if before is not None:
+            grown = tracemalloc.take_snapshot().compare_to(before, "traceback")
+            for stat in grown[: args.top]:
+                print(f"{stat.size_diff / 2**20:+.1f} MiB in {stat.count_diff:+d} blocks")
+                print("    " + "\n    ".join(stat.traceback.format(limit=6, most_recent_first=True)))
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
         rows = pl.scan_parquet(f"{run_dir}/store/trials/*.parquet").select(pl.len()).collect()
         history = pl.scan_parquet(f"{run_dir}/store/history/*.parquet").select(pl.len()).collect()

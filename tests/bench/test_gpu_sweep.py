@@ -1,4 +1,4 @@
-"""bench/gpu_sweep.py on a machine without a GPU (CI, this one): exit 2, one line, nothing written."""
+"""bench/gpu_sweep.py without a GPU (CI, this machine): exit 2, one line, nothing written."""
 
 from __future__ import annotations
 
