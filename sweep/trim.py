@@ -11,12 +11,16 @@ already written.
 At a trial's end (after every other callback: this one is last), keep the statistics of the keys
 something may still rank trials by (the metrics of the trials table, the searcher's and
 scheduler's objectives, Tune's iteration and time counters) and the last result's scalars; drop
-the rest. The store, result.json and the progress lines are written from the live result before
-this runs, so no record changes.
+the rest. The recent-value windows go for every key: they only feed the last-n averages of the
+next update, and a finished trial gets none (measured: ~15 KB per trial for the kept keys alone,
+and Tune's cached JSON of the run metadata holds them again, pickled as hex). The store,
+result.json and the progress lines are written from the live result before this runs, so no
+record changes.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -42,10 +46,12 @@ class TrimFinishedTrials(Callback):
         meta = getattr(trial, "run_metadata", None)
         if meta is None:  # a Tune without this layout: nothing to trim
             return
-        for stats in (getattr(meta, "metric_analysis", None), getattr(meta, "metric_n_steps", None)):
-            if isinstance(stats, dict):
-                for key in [k for k in stats if k not in self.keep]:
-                    del stats[key]
+        stats = getattr(meta, "metric_analysis", None)
+        if isinstance(stats, dict):
+            for key in [k for k in stats if k not in self.keep]:
+                del stats[key]
+        if isinstance(getattr(meta, "metric_n_steps", None), dict):
+            meta.metric_n_steps = RefillingWindows(getattr(meta, "_n_steps", (5, 10)))
         last = getattr(meta, "last_result", None)
         if isinstance(last, dict):
             # Setting it also drops run_metadata's cached JSON of the untrimmed state.
@@ -55,4 +61,17 @@ class TrimFinishedTrials(Callback):
             invalidate()
 
 
-__all__ = ["TrimFinishedTrials"]
+class RefillingWindows(dict):
+    """Empty metric_n_steps that refills on use: should Tune update a trimmed trial's metric
+    again (a trial it restarts), its last-n averages restart from that value instead of failing."""
+
+    def __init__(self, n_steps: Iterable[int]):
+        super().__init__()
+        self.n_steps = tuple(n_steps)
+
+    def __missing__(self, metric: str) -> dict[str, deque]:
+        windows = self[metric] = {str(n): deque(maxlen=n) for n in self.n_steps}
+        return windows
+
+
+__all__ = ["RefillingWindows", "TrimFinishedTrials"]
