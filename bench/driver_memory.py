@@ -17,6 +17,7 @@ import argparse
 import logging
 import os
 import resource
+import sys
 import tempfile
 import time
 
@@ -63,9 +64,12 @@ def main() -> None:
     from ray import tune
     from ray.tune import RunConfig, TuneConfig, Tuner
 
+    libraries = rss_mib()  # Ray, Tune, Polars: what any driver pays before the sweep's own modules
     from sweep.store import StoreCallback
     from sweep.trim import TrimFinishedTrials
     from sweep.tune_files import ResultFiles
+
+    sweep_modules = rss_mib() - libraries
 
     # With Tune's file loggers off (the store is the record), its end-of-run summary warns per
     # trial that it found no result.json.
@@ -108,6 +112,8 @@ def main() -> None:
         f"{args.trials} trivial trials in {wall:.0f} s ({1000 * wall / args.trials:.0f} ms/trial); "
         f"store rows: trials {rows.item()}, history {history.item()}"
     )
+    print(f"the sweep's driver modules add {sweep_modules:.0f} MiB to {libraries:.0f} MiB of "
+          f"Ray, Tune and Polars (torch imported: {'torch' in sys.modules})")
     print(f"driver RSS baseline (Ray up, Tuner built): {baseline:.0f} MiB")
     print(
         f"driver peak RSS: {peak:.0f} MiB = {peak / baseline:.2f}x baseline; "
