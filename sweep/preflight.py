@@ -6,6 +6,8 @@ import dataclasses
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -140,10 +142,18 @@ def check_local_resources(options: LaunchOptions) -> None:
 
 
 def local_gpu_count() -> int:
-    """GPUs an embedded Ray would see: CUDA devices (CUDA_VISIBLE_DEVICES applies)."""
-    import torch
+    """GPUs an embedded Ray would see: CUDA devices (CUDA_VISIBLE_DEVICES applies).
 
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    Counted by torch in a child interpreter when this one has no torch: the driver keeps torch
+    out (~230 MiB for the whole sweep; sweep/data_check.py)."""
+    if "torch" in sys.modules:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    count = "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)"
+    child = subprocess.run([sys.executable, "-c", count], capture_output=True, text=True,
+                           check=True)
+    return int(child.stdout)
 
 
 def check_address_reachable(address: str, timeout: float = ADDRESS_PROBE_TIMEOUT_S) -> None:

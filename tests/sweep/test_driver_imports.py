@@ -11,13 +11,15 @@ import sys
 from tests.sweep.test_fault_tolerance import REPO
 
 # What `python -m sweep.launch` imports to plan and run a sweep, then the launcher's planning path
-# (space, values, dataset check) on a dry run, and one missing dataset: still a one-line error.
+# (space, values, dataset check, GPU count) on a dry run, and one missing dataset: still a
+# one-line error.
 DRIVER = """
 import json, sys
 import sweep.launch, sweep.service, sweep.tuner, sweep.store, sweep.trim, sweep.tune_files
 import sweep.metrics_export, sweep.progress
 from sweep.options import LaunchOptions
 from sweep.preflight import prepare_launch
+from trainables.errors import ConfigError
 
 launch = prepare_launch(LaunchOptions(space="smoke", scale="smoke", dry_run=True, metrics_port=0))
 try:
@@ -26,6 +28,11 @@ try:
     error = None
 except Exception as err:
     error = type(err).__name__
+try:  # counts this machine's GPUs; refused where there are none
+    prepare_launch(LaunchOptions(space="smoke", scale="smoke", dry_run=True, metrics_port=0,
+                                 gpus_per_trial=0.5))
+except ConfigError:
+    pass
 print(json.dumps({"trials": launch.trial_count, "error": error,
                   "torch": sorted(m for m in sys.modules if m.split(".")[0] == "torch")[:5]}))
 """
