@@ -5,8 +5,8 @@ Tune keeps every trial object for the whole run, and with it, per numeric result
 statistics (run_metadata.metric_analysis: max / min / avg / last / last-5-avg / last-10-avg) and
 two deques of recent values (metric_n_steps): ~1.5 KB per key per trial. A result here has ~60
 numeric keys (schema.RESULT_SCALARS and Tune's bookkeeping), ~100 KB per trial: 1 GB at 10,000
-trials. Its last_result also keeps the per-attack and per-layer row lists, which the store has
-already written.
+trials. Its last_result, and the result of each checkpoint it keeps, also keep the per-attack
+and per-layer row lists, which the store has already written.
 
 At a trial's end (after every other callback: this one is last), keep the statistics of the keys
 something may still rank trials by (the metrics of the trials table, the searcher's and
@@ -55,10 +55,25 @@ class TrimFinishedTrials(Callback):
         last = getattr(meta, "last_result", None)
         if isinstance(last, dict):
             # Setting it also drops run_metadata's cached JSON of the untrimmed state.
-            meta.last_result = {k: v for k, v in last.items() if not isinstance(v, list)}
+            meta.last_result = _scalars(last)
+        # The kept checkpoints (sweep.tuner.CHECKPOINTS_KEPT per trial) hold their epoch's whole
+        # result too, and the snapshot JSON holds them again, pickled as hex; the checkpoint stays.
+        manager = getattr(meta, "checkpoint_manager", None)
+        kept = [*(getattr(manager, "_checkpoint_results", None) or ()),
+                getattr(manager, "_latest_checkpoint_result", None)]
+        for result in kept:
+            if isinstance(getattr(result, "metrics", None), dict):
+                result.metrics = _scalars(result.metrics)
+        if callable(getattr(meta, "invalidate_cache", None)):
+            meta.invalidate_cache()  # its cached JSON embeds the checkpoint results
         invalidate = getattr(trial, "invalidate_json_state", None)
         if callable(invalidate):  # the trial's own cached JSON embeds the run metadata's
             invalidate()
+
+
+def _scalars(result: dict[str, Any]) -> dict[str, Any]:
+    """A result without its per-attack and per-layer row lists (the store has written them)."""
+    return {k: v for k, v in result.items() if not isinstance(v, list)}
 
 
 class RefillingWindows(dict):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import pickle
 import sys
 
+from ray.train import Checkpoint, CheckpointConfig
+from ray.train._internal.checkpoint_manager import _CheckpointManager
+from ray.train._internal.session import _TrainingResult
 from ray.tune.trainable.metadata import _TrainingRunMetadata
 
 from sweep.trim import TrimFinishedTrials
@@ -77,6 +80,26 @@ def test_the_snapshot_json_of_a_finished_trial_shrinks():
     before = len(trial.run_metadata.get_json_state())
     TrimFinishedTrials().on_trial_complete(0, [trial], trial)
     assert len(trial.run_metadata.get_json_state()) * 4 < before
+
+
+def test_kept_checkpoints_keep_their_checkpoint_and_scalars_only(tmp_path):
+    trial = finished_trial()
+    manager = _CheckpointManager(CheckpointConfig(num_to_keep=2))
+    for epoch in (1, 2, 3):
+        (tmp_path / str(epoch)).mkdir()
+        metrics = {"robust_acc": 0.1 * epoch, "training_iteration": epoch,
+                   "robustness": [{"eps": 0.1, "robust_acc": 0.5}] * 6}
+        manager.register_checkpoint(
+            _TrainingResult(Checkpoint.from_directory(str(tmp_path / str(epoch))), metrics)
+        )
+    trial.run_metadata.checkpoint_manager = manager
+    TrimFinishedTrials().on_trial_complete(0, [trial], trial)
+    kept = manager.best_checkpoint_results
+    assert [r.checkpoint.path for r in kept] == [str(tmp_path / "2"), str(tmp_path / "3")]
+    assert [r.metrics for r in kept] == [
+        {"robust_acc": 0.1 * e, "training_iteration": e} for e in (2, 3)
+    ]
+    assert manager.latest_checkpoint_result.metrics == kept[-1].metrics
 
 
 def test_errored_trials_are_trimmed_too_and_a_foreign_object_is_left_alone():
