@@ -27,7 +27,7 @@ import time
 from trainables import schema
 
 
-def trivial_trial(config: dict) -> None:
+def trivial_trial(config: dict, checkpoint: bool = False) -> None:
     """One result shaped like a real epoch (scalars + robustness + layers rows), no training."""
     from ray import tune
 
@@ -37,7 +37,7 @@ def trivial_trial(config: dict) -> None:
     robustness = [{"norm": "linf", "eps": e, "attack": "pgd", "robust_acc": 0.5} for e in (1, 2, 3)]
     layers = [{"layer": "layers.0", "layer_index": 0, "fro_norm": 1.0}]
     result = {**scalars, "robustness": robustness, "layers": layers}
-    if not config["checkpoint"]:
+    if not checkpoint:
         tune.report(result)
         return
     with tempfile.TemporaryDirectory() as tmp:  # as sweep.trainable: a checkpoint per result
@@ -95,9 +95,10 @@ def main() -> None:
         if not args.no_trim:
             callbacks.append(TrimFinishedTrials())
         tuner = Tuner(
-            tune.with_resources(trivial_trial, {"cpu": 1}),
-            param_space={"seed": tune.grid_search(list(range(args.trials))),
-                         "checkpoint": args.checkpoints},
+            tune.with_resources(
+                tune.with_parameters(trivial_trial, checkpoint=args.checkpoints), {"cpu": 1}
+            ),
+            param_space={"seed": tune.grid_search(list(range(args.trials)))},
             tune_config=TuneConfig(
                 reuse_actors=True,
                 max_concurrent_trials=2,
