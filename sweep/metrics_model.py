@@ -8,10 +8,10 @@ prometheus_client's global one), so several sweeps can run one after another in 
 
 from __future__ import annotations
 
+import collections
 import math
 import threading
 import time
-import collections
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from typing import Any

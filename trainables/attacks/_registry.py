@@ -1,4 +1,5 @@
-"""Attack name -> runner. Adding an attack: one module, one line in ATTACK_RUNNERS.
+"""Attack name -> runner. Adding an attack: one module, one line in ATTACK_RUNNERS, its name in
+trainables/variants.py.
 
 Every runner takes (model, x, y, *, norm, eps, steps, restarts, seed) and returns x_adv in [0,1]
 within eps of x in `norm`; tests/trainables/test_attack_contract.py checks every entry for that.

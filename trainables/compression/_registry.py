@@ -1,4 +1,5 @@
-"""Compression kind -> class. Adding a knob: one module, one line in COMPRESSION_KINDS."""
+"""Compression kind -> class. Adding a knob: one module, one line in COMPRESSION_KINDS, its
+name in trainables/variants.py."""
 
 from __future__ import annotations
 

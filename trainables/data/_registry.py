@@ -1,4 +1,5 @@
-"""Dataset name -> source loader. Adding a dataset: one module with `load`, one line here."""
+"""Dataset name -> source loader. Adding a dataset: one module with `load`, one line here,
+its name in trainables/variants.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Model name -> constructor. Adding a model: one module, one line in MODEL_BUILDERS."""
+"""Model name -> constructor. Adding a model: one module, one line in MODEL_BUILDERS, its name in
+trainables/variants.py."""
 
 from __future__ import annotations
 
