@@ -36,7 +36,7 @@ def check_datasets(plan: Plan) -> None:
         input=json.dumps(settings), capture_output=True, text=True, env=env, check=False,
     )
     if child.returncode == BAD_INPUT:
-        name, message = json.loads(child.stdout)
+        name, message = json.loads(child.stdout.splitlines()[-1])  # the last line is ours
         error = getattr(errors, name, None)
         if not (isinstance(error, type) and issubclass(error, errors.SweepError)):
             error = errors.SweepError
