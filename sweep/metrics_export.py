@@ -133,7 +133,7 @@ class SweepMetrics(PicklesAsArguments, Callback):
             self._refresh_states(trials)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.model.started(trial.trial_id)
+        self.model.started(trial)
         self._refresh_states(trials)
 
     def on_trial_restore(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -6,11 +6,14 @@ import dataclasses
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sweep.data_check import check_datasets
 from sweep.lock import RunLock
 from sweep.options import DEFAULT_METRICS_PORT, LaunchOptions
 from sweep.rundir import RunLocation
@@ -139,10 +142,18 @@ def check_local_resources(options: LaunchOptions) -> None:
 
 
 def local_gpu_count() -> int:
-    """GPUs an embedded Ray would see: CUDA devices (CUDA_VISIBLE_DEVICES applies)."""
-    import torch
+    """GPUs an embedded Ray would see: CUDA devices (CUDA_VISIBLE_DEVICES applies).
 
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    Counted by torch in a child interpreter when this one has no torch: the driver keeps torch
+    out (~230 MiB for the whole sweep; sweep/data_check.py)."""
+    if "torch" in sys.modules:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    count = "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)"
+    child = subprocess.run([sys.executable, "-c", count], capture_output=True, text=True,
+                           check=True)
+    return int(child.stdout)
 
 
 def check_address_reachable(address: str, timeout: float = ADDRESS_PROBE_TIMEOUT_S) -> None:
@@ -198,30 +209,6 @@ def check_port_free(port: int) -> None:
             raise ConfigError(
                 f"--metrics-port {port} is in use on 127.0.0.1; pass another port, or 0 to disable"
             ) from None
-
-
-def check_datasets(plan: Plan) -> None:
-    """Load each distinct data setting once (also checks class lists against the dataset)."""
-    from trainables.data import load_dataset  # torch: only once the cheap checks have passed
-
-    seen: set[tuple] = set()
-    for config in plan.corner_configs():
-        class_lists = {config.classes}
-        if config.pretrain_classes is not None:
-            class_lists.add(config.pretrain_classes)
-        for classes in class_lists:
-            key = (config.dataset, config.data_dir, config.n_train, config.n_test, classes)
-            if key in seen:
-                continue
-            seen.add(key)
-            load_dataset(
-                config.dataset,
-                data_dir=config.data_dir,
-                n_train=config.n_train,
-                n_test=config.n_test,
-                classes=classes,
-                seed=config.seed,
-            )
 
 
 def check_user_model(plan: Plan) -> None:

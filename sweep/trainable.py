@@ -15,18 +15,22 @@ import time
 from typing import Any
 
 import ray
-import torch
 from ray import tune
 
 from sweep.resume import CHECKPOINT_EPOCH_FILE, checkpoint_epoch_doc, restore_path
 from sweep.spaces import trial_options
-from trainables.posthoc import make_trial
 
 # Ray logs every persisted checkpoint at INFO; one line per epoch per trial drowns the progress.
 logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
 
 
 def tune_trial(config: dict[str, Any]) -> None:
+    # torch and the trial code load here, in the trial's process: the driver imports this module
+    # only to hand the function to Tune, and must not pay torch's ~230 MiB (bench/driver_memory.py).
+    import torch
+
+    from trainables.posthoc import make_trial
+
     options = trial_options(config)
     if options.get("threads"):
         # A trial's threads match its CPU request (set by the tuner); reused actors reset it too.

@@ -5,18 +5,22 @@ Tune keeps every trial object for the whole run, and with it, per numeric result
 statistics (run_metadata.metric_analysis: max / min / avg / last / last-5-avg / last-10-avg) and
 two deques of recent values (metric_n_steps): ~1.5 KB per key per trial. A result here has ~60
 numeric keys (schema.RESULT_SCALARS and Tune's bookkeeping), ~100 KB per trial: 1 GB at 10,000
-trials. Its last_result also keeps the per-attack and per-layer row lists, which the store has
-already written.
+trials. Its last_result, and the result of each checkpoint it keeps, also keep the per-attack
+and per-layer row lists, which the store has already written.
 
 At a trial's end (after every other callback: this one is last), keep the statistics of the keys
 something may still rank trials by (the metrics of the trials table, the searcher's and
 scheduler's objectives, Tune's iteration and time counters) and the last result's scalars; drop
-the rest. The store, result.json and the progress lines are written from the live result before
-this runs, so no record changes.
+the rest. The recent-value windows go for every key: they only feed the last-n averages of the
+next update, and a finished trial gets none (measured: ~15 KB per trial for the kept keys alone,
+and Tune's cached JSON of the run metadata holds them again, pickled as hex). The store,
+result.json and the progress lines are written from the live result before this runs, so no
+record changes.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -42,17 +46,47 @@ class TrimFinishedTrials(Callback):
         meta = getattr(trial, "run_metadata", None)
         if meta is None:  # a Tune without this layout: nothing to trim
             return
-        for stats in (getattr(meta, "metric_analysis", None), getattr(meta, "metric_n_steps", None)):
-            if isinstance(stats, dict):
-                for key in [k for k in stats if k not in self.keep]:
-                    del stats[key]
+        stats = getattr(meta, "metric_analysis", None)
+        if isinstance(stats, dict):
+            for key in [k for k in stats if k not in self.keep]:
+                del stats[key]
+        if isinstance(getattr(meta, "metric_n_steps", None), dict):
+            meta.metric_n_steps = RefillingWindows(getattr(meta, "_n_steps", (5, 10)))
         last = getattr(meta, "last_result", None)
         if isinstance(last, dict):
             # Setting it also drops run_metadata's cached JSON of the untrimmed state.
-            meta.last_result = {k: v for k, v in last.items() if not isinstance(v, list)}
+            meta.last_result = _scalars(last)
+        # The kept checkpoints (sweep.tuner.CHECKPOINTS_KEPT per trial) hold their epoch's whole
+        # result too, and the snapshot JSON holds them again, pickled as hex; the checkpoint stays.
+        manager = getattr(meta, "checkpoint_manager", None)
+        kept = [*(getattr(manager, "_checkpoint_results", None) or ()),
+                getattr(manager, "_latest_checkpoint_result", None)]
+        for result in kept:
+            if isinstance(getattr(result, "metrics", None), dict):
+                result.metrics = _scalars(result.metrics)
+        if callable(getattr(meta, "invalidate_cache", None)):
+            meta.invalidate_cache()  # its cached JSON embeds the checkpoint results
         invalidate = getattr(trial, "invalidate_json_state", None)
         if callable(invalidate):  # the trial's own cached JSON embeds the run metadata's
             invalidate()
 
 
-__all__ = ["TrimFinishedTrials"]
+def _scalars(result: dict[str, Any]) -> dict[str, Any]:
+    """A result without its per-attack and per-layer row lists (the store has written them)."""
+    return {k: v for k, v in result.items() if not isinstance(v, list)}
+
+
+class RefillingWindows(dict):
+    """Empty metric_n_steps that refills on use: should Tune update a trimmed trial's metric
+    again (a trial it restarts), its last-n averages restart from that value instead of failing."""
+
+    def __init__(self, n_steps: Iterable[int]):
+        super().__init__()
+        self.n_steps = tuple(n_steps)
+
+    def __missing__(self, metric: str) -> dict[str, deque]:
+        windows = self[metric] = {str(n): deque(maxlen=n) for n in self.n_steps}
+        return windows
+
+
+__all__ = ["RefillingWindows", "TrimFinishedTrials"]

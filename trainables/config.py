@@ -7,7 +7,6 @@ rejects unknown keys, so a typo in a space definition fails before any trial sta
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 import numbers
 import typing
@@ -16,32 +15,24 @@ from typing import Any
 
 from trainables.errors import ConfigError
 from trainables.schema import NORMS
+from trainables.variants import VARIANTS
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 CERTIFY_METHODS = ("crown", "ibp", "none")  # trainables.metrics._relax.METHODS, plus "none"
 NO_FINAL = "none"
 
-# Variant names are owned by the registries (one module plus one registry line adds a variant).
-# The registries import torch and this module must not: sweep.spaces, the launcher and the
-# analysis import it for names and defaults only. So a registry is imported on the first
-# validation that needs it (a process about to plan or run trials, which loads torch anyway).
-# DATASETS / MODELS / COMPRESSIONS / ATTACKS stay importable from here, resolved the same way.
-_REGISTRIES: dict[str, tuple[str, str]] = {
-    "DATASETS": ("trainables.data._registry", "DATASET_SOURCES"),
-    "MODELS": ("trainables.models._registry", "MODEL_BUILDERS"),
-    "COMPRESSIONS": ("trainables.compression._registry", "COMPRESSION_KINDS"),
-    "ATTACKS": ("trainables.attacks._registry", "ATTACK_RUNNERS"),
-}
+# Variant names come from trainables/variants.py, which imports no torch (each registry checks
+# its keys against it): sweep.spaces, the launcher and the analysis import this module for names
+# and defaults only. DATASETS / MODELS / COMPRESSIONS / ATTACKS stay importable from here.
 
 
 def registered(names: str) -> tuple[str, ...]:
     """The names in one variant registry: "DATASETS", "MODELS", "COMPRESSIONS" or "ATTACKS"."""
-    module, attribute = _REGISTRIES[names]
-    return tuple(getattr(importlib.import_module(module), attribute))
+    return VARIANTS[names]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _REGISTRIES:
+    if name in VARIANTS:
         return registered(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -310,5 +301,5 @@ def _at_least(name: str, value: Any, low: int) -> None:
 _FIELD_KINDS = _field_kinds()
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrialConfig)}
 
-# DATASETS, MODELS, COMPRESSIONS and ATTACKS resolve through __getattr__ (see _REGISTRIES).
+# DATASETS, MODELS, COMPRESSIONS and ATTACKS resolve through __getattr__ (see VARIANTS).
 __all__ = ["TrialConfig", "registered"]

@@ -380,3 +380,36 @@ def test_two_runs_on_one_prometheus_keep_their_series_apart():
         assert value(merged, "sweep_trial_robust_acc", run=run_id, trial="t0001") == (n - 1) / 10
         assert value(merged, "sweep_trial_failures_total", run=run_id) == 1
         assert value(merged, "sweep_trials", run=run_id, state="errored") == 1
+
+
+# ---- state counts: each trial event walks the live trials only --------------------------------
+class _Finished:
+    """Stands for a finished trial in Tune's list: counting must not read it (a 10,000-trial sweep
+    walked them all at every event)."""
+
+    def __getattr__(self, name: str):
+        raise AssertionError(f"count_states read {name} of a finished trial")
+
+
+def test_state_counts_come_from_the_hooks_and_the_live_trials():
+    from sweep.metrics_model import SweepMetricModel
+
+    model = SweepMetricModel("smoke", "r", max_trial_series=10, rate_window_s=60)
+    for i in range(3):
+        model.started(_FakeTrial(f"done{i}"))
+        model.finished(f"done{i}", "completed" if i else "diverged")
+    running, retried = _FakeTrial("run"), _FakeTrial("retried")
+    model.started(running)
+    model.started(retried)
+    model.finished("retried", "errored")
+    model.started(retried)  # restarted after its error: live again, not errored
+    retried.status = "PENDING"
+    trials = [_Finished(), _Finished(), _Finished(), running, retried, _FakeTrial("new", "PENDING")]
+    model.count_states(trials)
+    counts = {
+        s: model.registry.get_sample_value("sweep_trials", {"run": "r", "state": s})
+        for s in TRIAL_STATES
+    }
+    assert counts == {s: 0 for s in TRIAL_STATES} | {
+        "completed": 2, "diverged": 1, "running": 1, "pending": 2
+    }

@@ -5,6 +5,9 @@ from __future__ import annotations
 import pickle
 import sys
 
+from ray.train import Checkpoint, CheckpointConfig
+from ray.train._internal.checkpoint_manager import _CheckpointManager
+from ray.train._internal.session import _TrainingResult
 from ray.tune.trainable.metadata import _TrainingRunMetadata
 
 from sweep.trim import TrimFinishedTrials
@@ -43,7 +46,7 @@ def test_a_finished_trial_keeps_ranking_statistics_and_scalars_only():
     last = dict(trial.last_result)
     TrimFinishedTrials(keep=("spectral_comp",)).on_trial_complete(0, [trial], trial)
     kept = set(trial.run_metadata.metric_analysis)
-    assert kept == set(trial.run_metadata.metric_n_steps)
+    assert dict(trial.run_metadata.metric_n_steps) == {}  # no windows: no update will come
     assert {"robust_acc", "clean_acc", "spectral_comp", "training_iteration"} <= kept
     assert "lip_l2" not in kept and "t_train" not in kept
     # What is kept is untouched: the objective's statistics still rank trials.
@@ -54,6 +57,49 @@ def test_a_finished_trial_keeps_ranking_statistics_and_scalars_only():
     # ... and the statistics shrink to the kept keys (about a quarter of them here).
     after = size(trial.run_metadata.metric_analysis) + size(trial.run_metadata.metric_n_steps)
     assert after * 3 < before
+
+
+def test_a_trimmed_trial_that_tune_updates_again_restarts_its_windows_and_serializes():
+    trial = finished_trial()
+    TrimFinishedTrials().on_trial_complete(0, [trial], trial)
+    meta = trial.run_metadata
+    meta.update_metric("robust_acc", 0.9, step=4)  # kept key: its averages go on
+    meta.update_metric("lip_l2", 2.0, step=4)  # dropped key: starts over
+    assert meta.metric_analysis["robust_acc"]["max"] == 0.9
+    assert meta.metric_analysis["robust_acc"]["last-5-avg"] == 0.9  # the window restarted
+    assert meta.metric_analysis["lip_l2"]["avg"] == 2.0
+    assert list(meta.metric_n_steps["robust_acc"]["10"]) == [0.9]
+    # Tune's experiment snapshot (JSON) and pickles of the trial still work.
+    restored = _TrainingRunMetadata.from_json_state(meta.get_json_state())
+    assert restored.metric_analysis["robust_acc"]["max"] == 0.9
+    assert pickle.loads(pickle.dumps(meta)).metric_n_steps["lip_l2"]["5"][0] == 2.0
+
+
+def test_the_snapshot_json_of_a_finished_trial_shrinks():
+    trial = finished_trial()
+    before = len(trial.run_metadata.get_json_state())
+    TrimFinishedTrials().on_trial_complete(0, [trial], trial)
+    assert len(trial.run_metadata.get_json_state()) * 4 < before
+
+
+def test_kept_checkpoints_keep_their_checkpoint_and_scalars_only(tmp_path):
+    trial = finished_trial()
+    manager = _CheckpointManager(CheckpointConfig(num_to_keep=2))
+    for epoch in (1, 2, 3):
+        (tmp_path / str(epoch)).mkdir()
+        metrics = {"robust_acc": 0.1 * epoch, "training_iteration": epoch,
+                   "robustness": [{"eps": 0.1, "robust_acc": 0.5}] * 6}
+        manager.register_checkpoint(
+            _TrainingResult(Checkpoint.from_directory(str(tmp_path / str(epoch))), metrics)
+        )
+    trial.run_metadata.checkpoint_manager = manager
+    TrimFinishedTrials().on_trial_complete(0, [trial], trial)
+    kept = manager.best_checkpoint_results
+    assert [r.checkpoint.path for r in kept] == [str(tmp_path / "2"), str(tmp_path / "3")]
+    assert [r.metrics for r in kept] == [
+        {"robust_acc": 0.1 * e, "training_iteration": e} for e in (2, 3)
+    ]
+    assert manager.latest_checkpoint_result.metrics == kept[-1].metrics
 
 
 def test_errored_trials_are_trimmed_too_and_a_foreign_object_is_left_alone():

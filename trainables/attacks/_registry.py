@@ -1,4 +1,5 @@
-"""Attack name -> runner. Adding an attack: one module, one line in ATTACK_RUNNERS.
+"""Attack name -> runner. Adding an attack: one module, one line in ATTACK_RUNNERS, its name in
+trainables/variants.py.
 
 Every runner takes (model, x, y, *, norm, eps, steps, restarts, seed) and returns x_adv in [0,1]
 within eps of x in `norm`; tests/trainables/test_attack_contract.py checks every entry for that.
@@ -15,6 +16,7 @@ from trainables.attacks.autoattack import autoattack
 from trainables.attacks.ensemble import ensemble
 from trainables.attacks.pgd import pgd
 from trainables.errors import ConfigError
+from trainables.variants import check_registry
 
 AttackRunner = Callable[..., Tensor]
 
@@ -45,6 +47,7 @@ ATTACK_RUNNERS: dict[str, AttackRunner] = {
     "ensemble": _ensemble,
 }
 
+check_registry("ATTACKS", ATTACK_RUNNERS)  # the torch-free names the driver validates by
 
 def run_attack(model: nn.Module, x: Tensor, y: Tensor, *, name: str, norm: str, eps: float,
                steps: int = 20, restarts: int = 1, seed: int = 0) -> Tensor:

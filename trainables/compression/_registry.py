@@ -1,4 +1,5 @@
-"""Compression kind -> class. Adding a knob: one module, one line in COMPRESSION_KINDS."""
+"""Compression kind -> class. Adding a knob: one module, one line in COMPRESSION_KINDS, its
+name in trainables/variants.py."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from trainables.compression.row_sparsity import RowSparsity
 from trainables.compression.spectral_ratio import SpectralRatio
 from trainables.compression.svd_truncate import SvdTruncate
 from trainables.errors import ConfigError
+from trainables.variants import check_registry
 
 COMPRESSION_KINDS: dict[str, type[Compression]] = {
     cls.kind: cls
@@ -32,6 +34,7 @@ COMPRESSION_KINDS: dict[str, type[Compression]] = {
     )
 }
 
+check_registry("COMPRESSIONS", COMPRESSION_KINDS)  # the torch-free names the driver validates by
 
 def get_compression(
     kind: str, *, strength: float = 0.0, proximal: bool = False, keep_frac: float = 1.0

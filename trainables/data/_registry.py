@@ -1,4 +1,5 @@
-"""Dataset name -> source loader. Adding a dataset: one module with `load`, one line here."""
+"""Dataset name -> source loader. Adding a dataset: one module with `load`, one line here,
+its name in trainables/variants.py."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from trainables.data._cache import cached_dataset, cached_raw, file_identity
 from trainables.data._prepare import prepare
 from trainables.data._types import Dataset, RawSplits
 from trainables.errors import ConfigError
+from trainables.variants import check_registry
 
 
 class SourceLoader(Protocol):
@@ -25,6 +27,7 @@ DATASET_SOURCES: dict[str, SourceLoader] = {
     "mnist": mnist.load,
     "cifar10": cifar10.load,
 }
+check_registry("DATASETS", DATASET_SOURCES)  # the torch-free names the driver validates by
 # Sources whose raw splits depend on n_train / n_test / seed (they draw samples): part of their key.
 SIZED_SOURCES = frozenset({"gaussian", "teacher"})
 # Where a source reads its files when no data_dir is given (the others require data_dir or read

@@ -1,4 +1,5 @@
-"""Model name -> constructor. Adding a model: one module, one line in MODEL_BUILDERS."""
+"""Model name -> constructor. Adding a model: one module, one line in MODEL_BUILDERS, its name in
+trainables/variants.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 from torch import nn
 
 from trainables.errors import ConfigError
+from trainables.variants import check_registry
 from trainables.models.cnn import CNN
 from trainables.models.fcn import FCN
 from trainables.models.resnet import ResNet18
@@ -33,6 +35,7 @@ MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "resnet18": _resnet18,
 }
 
+check_registry("MODELS", MODEL_BUILDERS)  # the torch-free names the driver validates by
 
 def build_model(
     name: str,
