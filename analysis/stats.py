@@ -43,6 +43,11 @@ def spearman(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> Correlation:
     if 3 <= corr.n <= EXACT_MAX_N and not math.isnan(corr.r):
         x, y = finite_pairs(x, y)
         corr = replace(corr, p_value=_exact_spearman_p(x, y, corr.r))
+        if corr.p_value > 1 - level and not math.isnan(corr.ci_low):
+            # The Fisher-z interval is unreliable this small (a perfect order of 4 points gives
+            # [1, 1] although the exact p is 1/12): keep it consistent with the exact test, so
+            # an interval excludes 0 only where the test rejects.
+            corr = replace(corr, ci_low=min(corr.ci_low, 0.0), ci_high=max(corr.ci_high, 0.0))
     return corr
 
 

@@ -28,13 +28,16 @@ HISTORY_STATS: tuple[str, ...] = (*schema.SCALE_FREE_KEYS, *schema.DATA_STATS, "
 # The column that names the compression method ("knob"); spaces without it use the space name.
 KNOB_COLUMN = "compression"
 # Hyperparameters that define a training *setting* (a frontier is fitted per setting) rather than
-# a compression strength: adversarial training, the weight-scaling control, transfer.
+# a compression strength: adversarial training, the weight-scale controls (fixed Frobenius norm
+# during training, rescaling at evaluation), transfer. A knob free and at fixed scale can move RA
+# in opposite directions (nuclear norm, mechanism_linf), so they are never pooled.
 SETTING_COLUMNS: tuple[str, ...] = (
     "at_eps",
     "at_steps",
     "at_frac",
     "at_norm",
     "weight_scale",
+    "fixed_fro",
     "pretrain_epochs",
     "pretrain_classes",
     "freeze_encoder",

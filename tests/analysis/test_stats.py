@@ -58,3 +58,12 @@ def test_spearman_p_value_is_exact_for_few_points():
     )
     assert spearman(x, y).p_value == pytest.approx(ref.pvalue)
     assert spearman([1.0, 2.0, 3.0], [3.0, 2.0, 1.0]).p_value == pytest.approx(1 / 3)
+
+
+def test_small_sample_interval_excludes_zero_only_where_the_exact_test_rejects():
+    x = np.arange(4.0)
+    four = spearman(x, x)  # a perfect order of 4 points: exact p = 2/24
+    assert four.r == 1.0 and four.p_value == pytest.approx(1 / 12)
+    assert four.ci_low <= 0.0 <= four.ci_high  # the Fisher-z interval alone is [1, 1]
+    six = spearman(np.arange(6.0), np.arange(6.0))  # exact p = 2/720: rejects
+    assert six.p_value < 0.05 and six.ci_low > 0.5
