@@ -71,6 +71,16 @@ class ProgressCallback(PicklesAsArguments, Callback):
         if now - self._drawn < self.summary_seconds:
             return
         self._drawn = now
+        self._draw(trials)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if self._bar is not None:
+            self._draw(trials)  # the last throttled draw may predate the last trials finishing
+            self._bar.update(self._finished - self._bar.n)
+            self._bar.close()
+            self._bar = None
+
+    def _draw(self, trials: list) -> None:
         states: dict[str, int] = {}
         for t in trials:
             name = _STATE.get(t.status, t.status.lower())
@@ -81,12 +91,6 @@ class ProgressCallback(PicklesAsArguments, Callback):
         bar = self._progress()
         bar.set_postfix_str(postfix, refresh=False)
         bar.refresh()
-
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        if self._bar is not None:
-            self._bar.update(self._finished - self._bar.n)
-            self._bar.close()
-            self._bar = None
 
     def _trial_line(self, trial: Any, what: str) -> None:
         self._finished += 1

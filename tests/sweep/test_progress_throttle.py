@@ -33,3 +33,16 @@ def test_steps_between_redraws_do_not_walk_the_trials():
     cb.on_step_end(100, trials)
     assert trials.walks == 2
     cb.on_experiment_end(trials)
+
+
+def test_the_bar_closes_with_the_final_counts():
+    """Trials finishing between two throttled draws still show on the closed bar."""
+    cb = ProgressCallback(["seed"], total=2, summary_seconds=3600.0)
+    cb._out = io.StringIO()
+    trials = [FakeTrial(), FakeTrial()]
+    cb.on_step_end(0, trials)  # drawn: 2 running
+    for t in trials:
+        t.status = "TERMINATED"
+    cb.on_step_end(1, trials)  # throttled: not drawn
+    cb.on_experiment_end(trials)
+    assert cb._out.getvalue().rstrip().endswith("2 done]")
