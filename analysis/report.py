@@ -32,9 +32,9 @@ from analysis.summary import (
     HOLDS,
     INCONCLUSIVE,
     comp_measure,
-    effect_table,
     eval_count,
     headline_measure,
+    knob_effect_table,
     pareto_trials,
     sentence,
 )
@@ -169,8 +169,8 @@ def _findings(tables: Tables, final: pl.DataFrame, settings: list[str], measure:
     """The findings first: effect per knob x setting x norm x eps with the verdict, then the
     Pareto-optimal trials."""
     n_eval = eval_count(tables)
-    effects = effect_table(final, measure, config_columns(tables), settings, n_eval,
-                           secondary=comp)
+    effects = knob_effect_table(final, measure, config_columns(tables), settings, n_eval,
+                                secondary=comp)
     tally = {v: effects.filter(pl.col("verdict") == v).height
              for v in (HOLDS, CONTRADICTS, INCONCLUSIVE)} if effects.height else {}
     counted = (f"RA intervals: 95% Clopper-Pearson on {n_eval} attacked samples per trial; a "
@@ -189,7 +189,9 @@ def _findings(tables: Tables, final: pl.DataFrame, settings: list[str], measure:
     lead = [
         (f"The paper predicts that robust accuracy (RA) falls as compressibility rises. Tested "
          "per knob, setting, norm and eps with Spearman's rho across trials (95% Fisher-z "
-         f"interval). {axis}, inconclusive otherwise. Verdicts: "
+         f"interval). {axis}, inconclusive otherwise. A knob of the other family is judged on "
+         "its own count (spectral knobs: spectral_l1l2; neuron knobs: neuron_l1l2_l1 under "
+         "L-inf, neuron_l1l2_l2 under L2; the measure column says which). Verdicts: "
          + ", ".join(f"{n} {v}" for v, n in tally.items()) + f". {counted}. Each line: RA of "
          "the least compressed configuration -> RA of the most compressed."),
         *[sentence(row, n_eval) for row in effects.iter_rows(named=True)],

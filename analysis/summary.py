@@ -26,6 +26,7 @@ from analysis.stats import clopper_pearson, spearman
 from analysis.store import Tables
 from analysis.views import COMP_MEASURES, COMPRESSIBLE_DIRECTION
 from trainables.schema import HEADLINE_STAT
+from trainables.variants import RAISES
 
 DEFAULT_OBJECTIVE = "spectral_comp"
 HOLDS, CONTRADICTS, INCONCLUSIVE = "holds", "contradicts", "inconclusive"
@@ -47,6 +48,39 @@ def headline_measure(tables: Tables) -> str:
     """The findings' axis: the non-saturating scale-free statistic of comp_measure's flavour
     (schema.HEADLINE_STAT; lower = more compressible)."""
     return HEADLINE_STAT[comp_measure(tables)]
+
+
+def knob_axis(knob: str, norm: str, default: tuple[str, str]) -> tuple[str, str]:
+    """(measure, secondary) for one knob's findings: the knob's own family (what it raises,
+    trainables.variants.RAISES), in the flavour of the attack's norm (row L1 norms for L-inf, row
+    L2 norms for L2), so a space mixing spectral and neuron knobs (mechanism_*) judges group lasso
+    by its neuron count, not by the spectrum; `default` (the space's axis) for knobs that raise
+    nothing (none) or are unknown."""
+    raised = RAISES.get(knob, "")
+    if raised == "spectral_comp":
+        return "spectral_l1l2", "spectral_comp"
+    if raised.startswith("neuron_comp"):
+        return ("neuron_l1l2_l1", "neuron_comp") if norm == "linf" else (
+            "neuron_l1l2_l2", "neuron_comp_l2")
+    return default
+
+
+def knob_effect_table(final: pl.DataFrame, measure: str, config: Sequence[str],
+                      settings: Sequence[str] = (), n_eval: int | None = None,
+                      secondary: str | None = None) -> pl.DataFrame:
+    """effect_table with each (knob, norm) on knob_axis; `measure` / `secondary` for the rest.
+    Knobs whose axis the store lacks (a store before schema 3) stay on `measure`."""
+    parts = []
+    for (knob_name, norm), part in final.partition_by(["knob", "norm"], as_dict=True).items():
+        axis, second = knob_axis(knob_name, norm, (measure, secondary))
+        if axis not in part.columns or not part[axis].is_finite().any():
+            axis, second = measure, secondary
+        table = effect_table(part, axis, config, settings, n_eval, secondary=second)
+        if table.height:
+            parts.append(table)
+    if not parts:
+        return pl.DataFrame()
+    return pl.concat(parts, how="diagonal_relaxed").sort(["knob", *settings, "norm", "eps"])
 
 
 def predicted_sign(measure: str) -> int:

@@ -34,6 +34,24 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The compressibility each compression raises (a LAYERS_COLUMNS prefix, "" for none): the class
+# attribute `raises` of trainables.compression, kept here for readers without torch (the analysis
+# picks each knob's findings axis by it); the compression registry checks the two agree.
+RAISES: dict[str, str] = {
+    "none": "",
+    "l1": "neuron_comp_l1",
+    "group_lasso": "neuron_comp_l2",
+    "row_sparsity": "neuron_comp_l2",
+    "nuclear": "spectral_comp",
+    "rank": "spectral_comp",
+    "prune_rows": "neuron_comp_l2",
+    "svd_truncate": "spectral_comp",
+    "spectral_ratio": "spectral_comp",
+    "magnitude_global": "neuron_comp_l1",
+    "magnitude_layer": "neuron_comp_l1",
+}
+
+
 def check_registry(kind: str, registry: Iterable[str]) -> None:
     """Raise if a registry's keys differ from VARIANTS[kind] (called by each registry module)."""
     keys = tuple(registry)
@@ -44,4 +62,13 @@ def check_registry(kind: str, registry: Iterable[str]) -> None:
         )
 
 
-__all__ = ["VARIANTS", "check_registry"]
+def check_raises(raises: dict[str, str]) -> None:
+    """Raise if the compressions' `raises` attributes differ from RAISES."""
+    if raises != RAISES:
+        raise RuntimeError(
+            f"the compressions' `raises` are {raises} but trainables/variants.py RAISES is "
+            f"{RAISES}; keep them equal"
+        )
+
+
+__all__ = ["RAISES", "VARIANTS", "check_raises", "check_registry"]

@@ -11,7 +11,13 @@ from scipy import stats as sps
 
 from analysis.report import write_report
 from analysis.stats import clopper_pearson
-from analysis.summary import effect_table, pareto_trials, predicted_sign, verdict
+from analysis.summary import (
+    effect_table,
+    knob_effect_table,
+    pareto_trials,
+    predicted_sign,
+    verdict,
+)
 from tests.analysis.conftest import N_EVAL
 from tests.analysis.helpers import read_tables, rewrite
 
@@ -167,3 +173,26 @@ def test_a_store_without_the_ratio_falls_back_to_comp_at_kappa(run_dir, tmp_path
     assert findings.count(": holds</p>") == 8 and findings.count("predicted &lt; 0") == 8
     assert "at spectral_comp " in findings and "at spectral_l1l2" not in findings
     assert "(spectral_comp " not in findings  # no secondary column repeating the axis
+
+
+def test_each_knob_is_judged_on_its_own_family_in_a_mixed_space():
+    """A neuron knob in a spectral space (mechanism_*): its spectrum does not move, its neuron
+    count does; judged on the spectrum it would be inconclusive, on its own count it holds."""
+    spectral = _final(-0.6)
+    neuron = (_final(-0.6).with_columns(
+        pl.lit("group_lasso").alias("knob"),
+        pl.col("spectral_l1l2").alias("neuron_l1l2_l1"),
+        pl.col("spectral_comp").alias("neuron_comp"),
+        pl.lit(15.0).alias("spectral_l1l2"),  # the spectrum does not move with this knob
+    ))
+    both = pl.concat([spectral.with_columns(pl.lit(None, pl.Float64).alias("neuron_l1l2_l1"),
+                                            pl.lit(None, pl.Float64).alias("neuron_comp")),
+                      neuron], how="diagonal_relaxed")
+    table = knob_effect_table(both, "spectral_l1l2", ["space", "strength"], n_eval=100,
+                              secondary="spectral_comp")
+    rows = {r["knob"]: r for r in table.iter_rows(named=True)}
+    assert rows["rank"]["measure"] == "spectral_l1l2" and rows["rank"]["verdict"] == "holds"
+    assert rows["group_lasso"]["measure"] == "neuron_l1l2_l1"
+    assert rows["group_lasso"]["verdict"] == "holds"
+    assert effect_table(neuron, "spectral_l1l2", ["space", "strength"],
+                        n_eval=100).row(0, named=True)["verdict"] == "inconclusive"

@@ -28,3 +28,12 @@ def test_configs_are_validated_against_the_listed_names():
     TrialConfig(attack="apgd-ce", model="cnn", dataset="mnist", compression="nuclear")
     with pytest.raises(ConfigError, match="attack must be one of"):
         TrialConfig(attack="fgsm")
+
+
+def test_raises_agree_with_the_compression_classes():
+    from trainables.compression._registry import COMPRESSION_KINDS
+    from trainables.variants import RAISES, check_raises
+
+    assert RAISES == {kind: cls.raises for kind, cls in COMPRESSION_KINDS.items()}
+    with pytest.raises(RuntimeError, match="RAISES"):
+        check_raises({**RAISES, "rank": "neuron_comp_l2"})

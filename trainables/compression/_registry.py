@@ -15,7 +15,7 @@ from trainables.compression.row_sparsity import RowSparsity
 from trainables.compression.spectral_ratio import SpectralRatio
 from trainables.compression.svd_truncate import SvdTruncate
 from trainables.errors import ConfigError
-from trainables.variants import check_registry
+from trainables.variants import check_raises, check_registry
 
 COMPRESSION_KINDS: dict[str, type[Compression]] = {
     cls.kind: cls
@@ -35,6 +35,7 @@ COMPRESSION_KINDS: dict[str, type[Compression]] = {
 }
 
 check_registry("COMPRESSIONS", COMPRESSION_KINDS)  # the torch-free names the driver validates by
+check_raises({kind: cls.raises for kind, cls in COMPRESSION_KINDS.items()})  # and the analysis
 
 def get_compression(
     kind: str, *, strength: float = 0.0, proximal: bool = False, keep_frac: float = 1.0
