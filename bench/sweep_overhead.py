@@ -36,6 +36,8 @@ def bench_space(trials: int, epochs: int) -> Space:
         "n_train": 3000,
         "n_test": 1000,
         "n_eval": 128,
+        # the cpu scale's final protocol attacks 1,000 samples (~10 s): keep the trials short
+        "n_eval_final": 128,
         "r_emp_samples": 16,
         "epochs": epochs,
     }
