@@ -29,12 +29,11 @@ from collections import defaultdict
 from unittest import mock
 
 import torch
-from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
 
 import trainables.trial as trial_module
 from sweep.spaces._scales import CPU, SMOKE
 from trainables.attacks import ensemble_robust
-from trainables.attacks._base import forked_rng
+from trainables.attacks._apgd_run import library_single_run
 from trainables.trial import Trial
 
 ensemble_module = importlib.import_module("trainables.attacks.ensemble")
@@ -56,20 +55,6 @@ def _timed(name: str, fn, split: dict[str, float]):
     return wrapper
 
 
-def _library_run(model, x, y, x_init, *, norm, eps, n_iter, loss="ce", y_target=None):
-    """pyautoattack's own attack_single_run, what the ensemble called before the lean loop."""
-    common = dict(n_iter=n_iter, norm={"linf": "Linf", "l2": "L2"}[norm], n_restarts=1, eps=eps,
-                  device=x.device)
-    if loss == "ce":
-        attack = APGDAttack(model, loss="ce", **common)
-    else:
-        attack = APGDAttack_targeted(model, n_target_classes=1, **common)
-        attack.y_target = y_target
-    attack.init_hyperparam(x)
-    with forked_rng(x.device, 0):
-        return attack.attack_single_run(x, y, x_init=x_init)
-
-
 # (label, stack_targets, APGD loop); the last is the baseline: sequential targets through the
 # library's loop, the protocol as it ran before issue 14.
 VARIANTS = (("stacked+lean", True, "lean"), ("sequential+lean", False, "lean"),
@@ -87,7 +72,7 @@ def _compare(trial: Trial, cfg: dict) -> None:
         proven = trial._relaxed_certified(model, x, y, norm, tuple(grid), r_cert) or None
         out, cpu, wall = {}, {}, {}
         for label, stack, loop in VARIANTS:
-            run = ensemble_module.apgd_single_run if loop == "lean" else _library_run
+            run = ensemble_module.apgd_single_run if loop == "lean" else library_single_run
             with mock.patch.object(ensemble_module, "apgd_single_run", run):
                 start, start_wall = time.process_time(), time.perf_counter()
                 out[label] = ensemble_robust(model, x, y, norm, grid, seed=0, proven=proven,

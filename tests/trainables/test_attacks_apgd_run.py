@@ -6,10 +6,9 @@ import warnings
 
 import pytest
 import torch
-from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
 
 from tests.trainables.attacks_models import digits, trained_digits_mlp
-from trainables.attacks._apgd_run import apgd_single_run
+from trainables.attacks._apgd_run import apgd_single_run, library_single_run
 
 EPS = {"linf": 0.1, "l2": 0.6}
 
@@ -45,20 +44,13 @@ def test_equals_the_library_run_bit_for_bit(model, data, norm, loss):
     eps = (torch.rand(len(x), generator=gen) * 2 * EPS[norm]).view(-1, 1, 1, 1)
     start = _start(x, eps, norm, gen)
     with torch.no_grad():
-        target = model(x).sort(dim=1)[1][:, -3]
+        target = model(x).sort(dim=1)[1][:, -3] if loss == "dlr-targeted" else None
+    run = dict(norm=norm, eps=eps, n_iter=100, loss=loss, y_target=target)
     # 100 iterations: every step-size checkpoint of AutoAttack's schedule is crossed.
-    common = dict(n_iter=100, norm={"linf": "Linf", "l2": "L2"}[norm], eps=eps, device="cpu")
-    if loss == "ce":
-        library = APGDAttack(model, loss="ce", **common)
-    else:
-        library = APGDAttack_targeted(model, n_target_classes=1, **common)
-        library.y_target = target
-    library.init_hyperparam(x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the library's zero-gradient warning, on both sides
-        expected = library.attack_single_run(x, y, x_init=start)
-        got = apgd_single_run(model, x, y, start, norm=norm, eps=eps, n_iter=100, loss=loss,
-                              y_target=target if loss == "dlr-targeted" else None)
+        expected = library_single_run(model, x, y, start, **run)
+        got = apgd_single_run(model, x, y, start, **run)
     names = ("x_best", "acc", "loss_best", "x_best_adv")
     for name, a, b in zip(names, expected, got):
         assert torch.equal(a.detach(), b), name

@@ -31,6 +31,8 @@ from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
 from pyautoattack.checks import check_zero_gradients
 from torch import Tensor, nn
 
+from trainables.attacks._base import forked_rng
+
 NORMS = ("linf", "l2")
 LOSSES = ("ce", "dlr-targeted")
 RHO = 0.75  # the library's default thr_decr, used by AutoAttack
@@ -152,3 +154,20 @@ def apgd_single_run(model: nn.Module, x: Tensor, y: Tensor, x_init: Tensor, *, n
                 k = max(k - size_decr, n_iter_min)
                 counter3 = 0
     return x_best, acc, loss_best, x_best_adv
+
+
+def library_single_run(model: nn.Module, x: Tensor, y: Tensor, x_init: Tensor, *, norm: str,
+                       eps: Tensor, n_iter: int, loss: str = "ce",
+                       y_target: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The reference apgd_single_run equals: pyautoattack's own attack_single_run, same arguments
+    (its discarded random start drawn from a forked RNG, so the caller's stream is untouched)."""
+    common = dict(n_iter=n_iter, norm={"linf": "Linf", "l2": "L2"}[norm], n_restarts=1, eps=eps,
+                  device=x.device)
+    if loss == "ce":
+        attack = APGDAttack(model, loss="ce", **common)
+    else:
+        attack = APGDAttack_targeted(model, n_target_classes=1, **common)
+        attack.y_target = y_target
+    attack.init_hyperparam(x)
+    with forked_rng(x.device, 0):
+        return attack.attack_single_run(x, y, x_init=x_init)
