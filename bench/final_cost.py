@@ -10,13 +10,17 @@ relaxed certified accuracy and the band [certified relaxed, attacked] width in p
 prints where the final protocol's time went (wall seconds per evaluation function the trial calls;
 nested calls count in both).
 
---compare then reruns the final attack (ensemble_robust as the trial calls it, certified samples
-skipped) on the final model in three variants: APGD-T's targets stacked or one after another,
-each APGD run through the lean loop (trainables.attacks._apgd_run) or pyautoattack's own
-attack_single_run (sequential + library is the protocol before issue 14: the baseline). It prints
-each one's CPU time, its ratio to the baseline (and the wall-time ratio, the one that counts on a
-GPU) and whether its results are identical to the baseline's. On CPU use --threads 1: CPU seconds
-of one thread are robust to other jobs sharing the machine.
+--compare then reruns the final attack (ensemble_robust, certified samples skipped) on the final
+model in four variants: as the trial runs it (handed the per-epoch attack's examples, APGD-T
+skipping targets the certificate proves unreachable, targets stacked or not by the default rule,
+the lean loop), and without either:
+APGD-T's targets stacked or one after another, each APGD run through the lean loop
+(trainables.attacks._apgd_run) or pyautoattack's own attack_single_run (sequential + library, no
+pruning, is the protocol before issue 14: the baseline). It prints each one's CPU time, its ratio
+to the baseline (and the wall-time ratio, the one that counts on a GPU), whether its final robust
+masks (robust against it and the per-epoch attack, as the store's final rows count) and its
+adversarial examples are identical to the baseline's, and its final RA. On CPU use --threads 1:
+CPU seconds of one thread are robust to other jobs sharing the machine.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ ensemble_module = importlib.import_module("trainables.attacks.ensemble")
 
 # Functions the trial's evaluation calls, timed where trainables.trial looks them up.
 TIMED = ("minimal_eps", "run_attack", "universal_perturbation", "ensemble_robust",
-         "certified_mask", "certified_radius", "certified_radius_relaxed", "exact_robust_mask",
+         "margin_lower_bounds", "certified_radius", "certified_radius_relaxed", "exact_robust_mask",
          "sensitivity_estimates", "perturbation_alignment", "layer_metrics")
 
 
@@ -55,10 +59,12 @@ def _timed(name: str, fn, split: dict[str, float]):
     return wrapper
 
 
-# (label, stack_targets, APGD loop); the last is the baseline: sequential targets through the
-# library's loop, the protocol as it ran before issue 14.
-VARIANTS = (("stacked+lean", True, "lean"), ("sequential+lean", False, "lean"),
-            ("sequential+library", False, "library"))
+# (label, stack_targets, APGD loop, skip unreachable targets); the first is the trial's own call,
+# the last the baseline: sequential targets through the library's loop without pruning, the
+# protocol as it ran before issue 14.
+VARIANTS = (("trial (given+pruned)", None, "lean", True), ("stacked+lean", True, "lean", False),
+            ("sequential+lean", False, "lean", False),
+            ("sequential+library", False, "library", False))
 
 
 def _compare(trial: Trial, cfg: dict) -> None:
@@ -69,26 +75,40 @@ def _compare(trial: Trial, cfg: dict) -> None:
     for norm in trial.config.norms:
         grid = [float(e) for e in trial.config.eps_for(norm)]
         r_cert = trial_module.certified_radius(model, x, y, norm)
-        proven = trial._relaxed_certified(model, x, y, norm, tuple(grid), r_cert) or None
+        with torch.no_grad():
+            correct = model(x).argmax(1) == y
+        proven, unreachable = trial._relaxed_certified(model, x, y, norm, tuple(grid), r_cert,
+                                                       correct)
+        attacked = {eps: trial_module.run_attack(
+            model, x, y, name=trial.config.attack, norm=norm, eps=eps,
+            steps=trial.config.attack_steps, restarts=trial.config.attack_restarts, seed=1)
+            for eps in grid}
+        with torch.no_grad():
+            survived = {eps: model(attacked[eps]).argmax(1) == y for eps in grid}
         out, cpu, wall = {}, {}, {}
-        for label, stack, loop in VARIANTS:
+        for label, stack, loop, prune in VARIANTS:
             run = ensemble_module.apgd_single_run if loop == "lean" else library_single_run
             with mock.patch.object(ensemble_module, "apgd_single_run", run):
                 start, start_wall = time.process_time(), time.perf_counter()
-                out[label] = ensemble_robust(model, x, y, norm, grid, seed=0, proven=proven,
+                out[label] = ensemble_robust(model, x, y, norm, grid, seed=0,
+                                             proven=proven or None,
+                                             unreachable=(unreachable or None) if prune else None,
+                                             given=attacked if prune else None,
                                              stack_targets=stack)
                 if x.is_cuda:
                     torch.cuda.synchronize()
                 cpu[label] = time.process_time() - start
                 wall[label] = time.perf_counter() - start_wall
         base = VARIANTS[-1][0]
-        for label, _, _ in VARIANTS:
-            equal = all(torch.equal(out[label][e].x_adv, out[base][e].x_adv)
-                        and torch.equal(out[label][e].robust, out[base][e].robust) for e in grid)
-            robust = " ".join(f"{e}:{out[label][e].robust.float().mean():.3f}" for e in grid)
+        for label, *_ in VARIANTS:
+            final = {e: out[label][e].robust & survived[e] for e in grid}
+            same_robust = all(torch.equal(final[e], out[base][e].robust & survived[e])
+                              for e in grid)
+            same_x = all(torch.equal(out[label][e].x_adv, out[base][e].x_adv) for e in grid)
+            robust = " ".join(f"{e}:{final[e].float().mean():.3f}" for e in grid)
             print(f"{norm:5} ensemble {label:19} CPU {cpu[label]:6.1f}s  /baseline "
                   f"{cpu[label] / cpu[base]:.2f} (wall {wall[label] / wall[base]:.2f})  "
-                  f"identical to baseline {equal}  RA {robust}")
+                  f"same robust {same_robust}, same x_adv {same_x}  RA {robust}")
 
 
 def main() -> None:

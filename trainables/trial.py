@@ -54,7 +54,6 @@ from trainables.data import load_dataset
 from trainables.errors import CheckpointError, SweepError
 from trainables.metrics import (
     SensitivityEstimates,
-    certified_mask,
     certified_radius,
     certified_radius_relaxed,
     clopper_pearson,
@@ -63,6 +62,7 @@ from trainables.metrics import (
     layer_metrics,
     lipschitz,
     loss_gap_bound,
+    margin_lower_bounds,
     network_summary,
     perturbation_alignment,
     sensitivity_estimates,
@@ -351,8 +351,15 @@ class Trial:
         clean_logits = estimates.logits.to(x.device, torch.float32)
         clean_loss = F.cross_entropy(clean_logits, y).item()
         clean_correct = clean_logits.argmax(1) == y
-        certified = self._relaxed_certified(model, x, y, norm, eps_grid, r_cert) if final else {}
-        strong = self._final_attack(model, x, y, norm, eps_grid, certified) if final else {}
+        certified, unreachable = (
+            self._relaxed_certified(model, x, y, norm, eps_grid, r_cert, clean_correct)
+            if final else ({}, {}))
+        # The per-epoch attack first: the final attack starts from the samples it left robust.
+        attacked = {eps: run_attack(model, x, y, name=cfg.attack, norm=norm, eps=eps,
+                                    steps=cfg.attack_steps, restarts=cfg.attack_restarts,
+                                    seed=self._attack_seed()) for eps in eps_grid}
+        strong = (self._final_attack(model, x, y, norm, eps_grid, certified, unreachable,
+                                     attacked) if final else {})
         if strong and m:
             # A sample the strong attack fools at a grid eps has r_emp <= that eps.
             fooled_at = _fooled_at(model, strong, x[:m], y[:m])
@@ -367,9 +374,7 @@ class Trial:
         }
         rows, final_rows = [], []
         for eps in eps_grid:
-            x_adv = run_attack(model, x, y, name=cfg.attack, norm=norm, eps=eps,
-                               steps=cfg.attack_steps, restarts=cfg.attack_restarts,
-                               seed=self._attack_seed())
+            x_adv = attacked[eps]
             align_top, align_rest = perturbation_alignment(model, x_adv - x, norm)
             rows.append({
                 **common, **_attacked(model, x_adv, y, clean_correct, clean_loss),
@@ -405,26 +410,39 @@ class Trial:
         return rows + final_rows
 
     def _relaxed_certified(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str,
-                           eps_grid: tuple[float, ...], r_cert: torch.Tensor
-                           ) -> dict[float, torch.Tensor]:
-        """eps -> bool (N,) on x's device: certified by the linear relaxation (cfg.certify) or the
-        global product, the union of two sound certificates ({} when certify is "none")."""
+                           eps_grid: tuple[float, ...], r_cert: torch.Tensor,
+                           clean_correct: torch.Tensor,
+                           ) -> tuple[dict[float, torch.Tensor], dict[float, torch.Tensor]]:
+        """(certified, unreachable), each eps -> on x's device: certified, bool (N,), by the
+        linear relaxation (cfg.certify) or the global product, the union of two sound
+        certificates; unreachable, bool (N, classes), the classes whose margin the relaxation
+        proves positive over the ball (the final attack skips them as targets). Both {} when
+        certify is "none"."""
         cfg = self.config
         if cfg.certify == "none":
-            return {}
+            return {}, {}
         # The bounds are computed on the CPU in float64 from the weights: a CPU copy of the model.
         cpu = model if x.device.type == "cpu" else copy.deepcopy(model).cpu()
-        return {eps: (certified_mask(cpu, x.cpu(), y.cpu(), norm, float(eps), cfg.certify)
-                      | (r_cert > eps).cpu()).to(x.device) for eps in eps_grid}
+        x_cpu, y_cpu, correct = x.detach().cpu(), y.cpu(), clean_correct.cpu()
+        certified, unreachable = {}, {}
+        for eps in eps_grid:
+            proven = margin_lower_bounds(cpu, x_cpu, y_cpu, norm, float(eps), cfg.certify) > 0
+            # as certified_mask: correct at x and every competitor's margin bound > 0
+            certified[eps] = ((correct & proven.all(dim=1)) | (r_cert > eps).cpu()).to(x.device)
+            unreachable[eps] = proven.to(x.device)
+        return certified, unreachable
 
     def _final_attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str,
-                      eps_grid: tuple[float, ...], certified: dict[float, torch.Tensor]
+                      eps_grid: tuple[float, ...], certified: dict[float, torch.Tensor],
+                      unreachable: dict[float, torch.Tensor], attacked: dict[float, torch.Tensor]
                       ) -> dict[float, torch.Tensor]:
         """eps -> adversarial examples of cfg.final_attack ({} when it is cfg.attack itself: its
         rows are then the per-epoch attack's). Certified (sample, eps) pairs are not attacked
         (no attack can fool them; their example is x itself). The ensemble runs every other pair
         of all eps in one stacked batch (ensemble_robust), attacking only the samples still
-        robust after each stage."""
+        robust after each stage, and APGD-T only towards targets the certificate leaves
+        reachable. Samples the per-epoch attack (`attacked`) already fooled keep its example and
+        are not attacked again: the final rows are robust only against both attacks anyway."""
         cfg = self.config
         if cfg.final_attack in (cfg.attack, NO_FINAL):
             return {}
@@ -434,7 +452,8 @@ class Trial:
         out = {eps: x.clone() for eps in grid}
         if cfg.final_attack == "ensemble":
             found = ensemble_robust(model, x, y, norm, grid, seed=self._attack_seed(),
-                                    proven=certified or None)
+                                    proven=certified or None,
+                                    unreachable=unreachable or None, given=attacked)
             return {eps: found[eps].x_adv for eps in grid}
         for eps in grid:
             seed = self._attack_seed()

@@ -288,3 +288,78 @@ def test_proven_samples_are_not_attacked_and_nothing_else_changes(model, data):
         assert torch.equal(skipped[eps].robust, plain[eps].robust), eps
         assert skipped[eps].robust[proven[eps]].all()  # no attack fools a certified sample
     assert sum(counting.grad_batches) < plain_work
+
+
+@pytest.mark.parametrize("stack_targets", [False, True])
+def test_unreachable_targets_are_skipped(model, data, stack_targets):
+    """APGD-T never runs towards a target marked unreachable: with every class marked, APGD-T
+    runs on no row and the result is APGD-CE's; with none marked, nothing changes at all."""
+    x, y = data[0][:60], data[1][:60]
+    grid = [0.05, 0.1]
+    k = 10
+    kwargs = {"seed": 5, "steps": STEPS, "stack_targets": stack_targets}
+    plain = ensemble_robust(model, x, y, "linf", grid, **kwargs)
+    none = {eps: torch.zeros(len(x), k, dtype=torch.bool) for eps in grid}
+    same = ensemble_robust(model, x, y, "linf", grid, unreachable=none, **kwargs)
+    every = {eps: torch.ones(len(x), k, dtype=torch.bool) for eps in grid}
+    ce_only = ensemble_robust(model, x, y, "linf", grid, targets=0, seed=5, steps=STEPS)
+    counting = CountingModel(model)
+    skipped = ensemble_robust(counting, x, y, "linf", grid, unreachable=every, **kwargs)
+    ce_counting = CountingModel(model)
+    ensemble_robust(ce_counting, x, y, "linf", grid, targets=0, seed=5, steps=STEPS)
+    assert counting.grad_batches == ce_counting.grad_batches  # no APGD-T iteration at all
+    for eps in grid:
+        assert torch.equal(same[eps].x_adv, plain[eps].x_adv)
+        assert torch.equal(same[eps].robust, plain[eps].robust)
+        assert torch.equal(skipped[eps].robust, ce_only[eps].robust)
+    # The check can fail: APGD-T fools samples APGD-CE left robust here.
+    assert any((ce_only[eps].robust & ~plain[eps].robust).any() for eps in grid)
+
+
+def test_certified_unreachable_targets_save_work_not_strength(model, data):
+    """With CROWN's per-class certificate (margin bound > 0 = unreachable), APGD-T runs fewer
+    (row, target) pairs and fools the same samples as the full run."""
+    from trainables.metrics import margin_lower_bounds
+
+    x, y = data[0][:100], data[1][:100]
+    grid = [0.05, 0.1]
+    unreachable = {eps: margin_lower_bounds(model, x, y, "linf", eps) > 0 for eps in grid}
+    attack = Ensemble(model, norm="linf", seed=3, steps=STEPS, stack_targets=False)
+    xs, ys = x.repeat(2, *([1] * (x.ndim - 1))), y.repeat(2)
+    eps = torch.tensor(grid).repeat_interleave(len(x))
+    full = attack(xs, ys, eps)
+    full_t = sum(n for name, n in attack.stage_sizes if name == "apgd-t")
+    attack.unreachable = torch.cat([unreachable[eps] for eps in grid])
+    pruned = attack(xs, ys, eps)
+    pruned_t = sum(n for name, n in attack.stage_sizes if name == "apgd-t")
+    with torch.no_grad():
+        assert torch.equal(model(full).argmax(1) == ys, model(pruned).argmax(1) == ys)
+    assert pruned_t < full_t / 2, (pruned_t, full_t)
+
+
+def test_given_examples_are_kept_and_their_samples_not_attacked(model, data):
+    """A sample a given example fools keeps that example and is not attacked; every other
+    sample's result is the same as without; an example outside the ball is refused."""
+    x, y = data[0][:80], data[1][:80]
+    grid = [0.05, 0.1]
+    kwargs = {"seed": 4, "steps": STEPS}
+    given = {eps: pgd(model, x, y, norm="linf", eps=eps, steps=10, seed=1) for eps in grid}
+    counting = CountingModel(model)
+    plain = ensemble_robust(counting, x, y, "linf", grid, **kwargs)
+    plain_work = sum(counting.grad_batches)
+    counting.grad_batches.clear()
+    out = ensemble_robust(counting, x, y, "linf", grid, given=given, **kwargs)
+    assert sum(counting.grad_batches) < plain_work
+    code = FOOLED_BY.index("given")
+    for eps in grid:
+        with torch.no_grad():
+            pgd_fooled = model(given[eps]).argmax(1) != y
+        hit = out[eps].fooled_by == code
+        assert hit.sum() > 0
+        assert torch.equal(out[eps].x_adv[hit], given[eps][hit])
+        assert not out[eps].robust[pgd_fooled].any()
+        # robust = survives both: exactly the union of the plain run and the given examples
+        assert torch.equal(out[eps].robust, plain[eps].robust & ~pgd_fooled), eps
+    outside = {0.05: (x + 0.2).clamp(0, 1)}
+    with pytest.raises(ConfigError, match="eps ball"):
+        ensemble_robust(model, x, y, "linf", grid, given=outside, **kwargs)

@@ -175,10 +175,37 @@ def test_a_sample_is_robust_only_if_it_survives_every_attack(monkeypatch):
     """With a final attack that finds nothing (it returns x), the final rows must still count
     the per-epoch attack's successes: their robust accuracy is then exactly the PGD rows'."""
     monkeypatch.setattr(Trial, "_final_attack",
-                        lambda self, model, x, y, norm, grid, certified: {
+                        lambda self, model, x, y, norm, grid, *certificates_and_attacked: {
                             float(e): x.clone() for e in grid})
     rows = list(Trial({**SMOKE, "epochs": 1, "exact_samples": 0}).epochs())[-1]["robustness"]
     by = {(r["norm"], r["eps"], r["attack"]): r["robust_acc"] for r in rows}
     pairs = [(v, by[(n, e, "pgd")]) for (n, e, a), v in by.items() if a == "ensemble"]
     assert len(pairs) == 4 and all(final == pgd for final, pgd in pairs)
     assert any(pgd < max(r["clean_acc"] for r in rows) for _, pgd in pairs)  # PGD found some
+
+
+def test_the_final_attack_starts_from_what_the_per_epoch_attack_left(monkeypatch):
+    """The ensemble is handed the per-epoch attack's examples: samples those fool are not
+    attacked again (fooled_by "given"), and the final rows still count them as fooled."""
+    import trainables.trial as trial_module
+    from trainables.attacks import FOOLED_BY
+
+    seen = []
+    real = trial_module.ensemble_robust
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        seen.append((kwargs["given"], out))
+        return out
+
+    monkeypatch.setattr(trial_module, "ensemble_robust", spy)
+    rows = list(Trial({**SMOKE, "epochs": 1, "exact_samples": 0}).epochs())[-1]["robustness"]
+    assert len(seen) == 2  # one call per norm
+    given_codes = 0
+    for given, out in seen:
+        for eps, result in out.items():
+            assert eps in given
+            given_codes += int((result.fooled_by == FOOLED_BY.index("given")).sum())
+    assert given_codes > 0  # the per-epoch attack fooled samples the ensemble then skipped
+    by = {(r["norm"], r["eps"], r["attack"]): r["robust_acc"] for r in rows}
+    assert all(v <= by[(n, e, "pgd")] for (n, e, a), v in by.items() if a == "ensemble")

@@ -56,6 +56,17 @@ stacked on CUDA, where per-iteration launch overhead is what a small model's ite
 measured here: no GPU was available; rerun --compare on one); on CPU stacked only when the
 stacked run is small (STACK_REPLICAS_CPU), where the saved runs' fixed cost dominates.
 
+Unreachable targets (`unreachable`, set by the caller from a sound certificate): APGD-T towards
+class t maximizes f_t - f_y; where a per-class margin bound proves f_y > f_t over the whole ball
+(trainables.metrics.margin_lower_bounds > 0), that run cannot reach its target, and is not run.
+This is the certificate's work reused by the attack, as whole certified samples are: on a 10-class
+model the 9 targets are every wrong class, and most of them are far from a given sample (CROWN
+leaves 0.03-1.9 of the 9 live per APGD-CE survivor on the FCNs of bench/attack_strength.py at the
+cpu-scale eps). What it can change: a run towards an unreachable t may still end in a third class
+c (which is then reachable and has its own run); measured over bench/attack_strength.py's seven
+models (one foreign), both norms, the cpu-scale eps grids, 1,000 samples, no sample fooled by the
+full APGD-T was left robust by the pruned one (/work/exp/targets2.py's table in the issue 14 note).
+
 Each stage is one APGD run, `trainables.attacks._apgd_run.apgd_single_run`: pyautoattack's
 `APGDAttack.attack_single_run` bit for bit (tested against the library) with fewer passes over
 the data per iteration (~1.3-1.5x faster for a small model on CPU; see that module). What we rely
@@ -98,8 +109,9 @@ STEPS = 100
 MAX_TARGETS = 9
 MIN_CLASSES_TARGETED = 4
 # fooled_by codes: which stage produced a sample's adversarial example.
-FOOLED_BY = ("none", "clean", "apgd-ce", "apgd-t")
-NONE, CLEAN, APGD_CE, APGD_T = range(len(FOOLED_BY))
+# "given": an adversarial example the caller already held (e.g. the per-epoch attack's).
+FOOLED_BY = ("none", "clean", "apgd-ce", "apgd-t", "given")
+NONE, CLEAN, APGD_CE, APGD_T, GIVEN = range(len(FOOLED_BY))
 # At most this many input elements (rows x features) per APGD-T call when the targets are stacked:
 # APGD keeps about ten input-sized tensors per row besides the model's activations and their
 # gradients, so a run over every replica at once can be large (CIFAR-10, 1000 samples x 3 eps x
@@ -152,6 +164,13 @@ class Ensemble(Attack):
         # Rows proven robust beforehand (a sound certificate at that row's eps): attacking them
         # cannot find anything, so they are left out of every stage. Set per call by the caller.
         self.proven: Tensor | None = None
+        # (rows, classes) bool: class j proven unable to overtake the label anywhere in row's
+        # ball (a sound per-class margin bound > 0). APGD-T does not run towards such a target;
+        # see "Unreachable targets" in the module docstring. Set per call by the caller.
+        self.unreachable: Tensor | None = None
+        # Adversarial examples the caller already holds, one per row (x itself where none): a row
+        # one of them fools is fooled, with that example, and is not attacked. Set per call.
+        self.given: Tensor | None = None
 
     def _n_targets(self, x: Tensor) -> int:
         classes = num_classes(self.model, x)
@@ -186,20 +205,31 @@ class Ensemble(Attack):
         alive = (fooled_by == NONE) & (eps > 0)
         if self.proven is not None:
             alive &= ~self.proven.to(alive.device)
+        if self.given is not None:
+            given = self.given.to(x.device)
+            hit = (alive & (_logits(self.model, given).argmax(1) != y)).nonzero().squeeze(1)
+            x_adv[hit], alive[hit], fooled_by[hit] = given[hit], False, GIVEN
+            _reuse_upwards(x_adv, alive, fooled_by, eps, sample, hit)
         order = clean_logits.sort(dim=1)[1]  # the library's target choice: -2, -3, ... columns
         self.stage_sizes = []
         for stage, seed in enumerate(seeds):
             todo = alive.nonzero().squeeze(1)
-            if stage == 1 and self._stack(x, len(todo) * n_targets):
+            if stage == 1 and self._stack(x, self._live_pairs(todo, order, n_targets)):
                 self._stacked_targets(x, y, eps, x_adv, alive, fooled_by, order, seeds[1:],
                                       stream, n_streams, sample)
                 break
             name = "apgd-ce" if stage == 0 else "apgd-t"
+            if len(todo) == 0:
+                self.stage_sizes.append((name, 0))
+                break
+            target = None if stage == 0 else order[todo, -(stage + 1)]
+            if target is not None and self.unreachable is not None:
+                live = ~self.unreachable.to(x.device)[todo, target]
+                todo, target = todo[live], target[live]
             self.stage_sizes.append((name, len(todo)))
             if len(todo) == 0:
-                break
+                continue  # no row can reach this target; a later one may be reachable
             start = self._starts(x, eps, stream, n_streams, seed, todo)
-            target = None if stage == 0 else order[todo, -(stage + 1)]
             found, fooled = self._run_stage(x[todo], y[todo], eps[todo], start, target)
             idx = todo[fooled]
             x_adv[idx], alive[idx] = found[fooled], False
@@ -207,6 +237,14 @@ class Ensemble(Attack):
             _reuse_upwards(x_adv, alive, fooled_by, eps, sample, idx)
         self.fooled_by = fooled_by
         return x_adv
+
+    def _live_pairs(self, todo: Tensor, order: Tensor, n_targets: int) -> int:
+        """How many (row, target) pairs APGD-T will run: every alive row's n_targets targets
+        less those proven unreachable."""
+        if self.unreachable is None or len(todo) == 0 or n_targets == 0:
+            return len(todo) * n_targets
+        targets = order[todo][:, -(n_targets + 1):-1]
+        return int((~self.unreachable.to(todo.device)[todo[:, None], targets]).sum())
 
     def _stack(self, x: Tensor, replicas: int) -> bool:
         """Whether APGD-T's targets run stacked: as set, else on CUDA, or on CPU when the
@@ -223,23 +261,29 @@ class Ensemble(Attack):
         todo = alive.nonzero().squeeze(1)  # (M,)
         n_targets, m = len(seeds), len(todo)
         self.stage_sizes.append(("apgd-t", m * n_targets))
-        if m == 0:
+        if m == 0 or n_targets == 0:
             return
         # Replica k = t * M + i: row todo[i] against target t (order column -(t + 2)).
         rows = todo.repeat(n_targets)
         t_of = torch.arange(n_targets, device=x.device).repeat_interleave(m)
         target = order[rows, -(t_of + 2)]
         start = torch.cat([self._starts(x, eps, stream, n_streams, seed, todo) for seed in seeds])
+        # Replicas towards an unreachable target are not run: they count as not fooling.
+        live = (torch.ones_like(rows, dtype=torch.bool) if self.unreachable is None
+                else ~self.unreachable.to(x.device)[rows, target])
+        self.stage_sizes[-1] = ("apgd-t", int(live.sum()))
+        run = live.nonzero().squeeze(1)
         chunk = max(1, MAX_STACKED_ELEMENTS // max(1, x[0].numel()))
-        examples, fooled = [], []  # only the fooling replicas' examples are kept
-        for lo in range(0, len(rows), chunk):
-            part = rows[lo:lo + chunk]
-            found, ok = self._run_stage(x[part], y[part], eps[part], start[lo:lo + chunk],
-                                        target[lo:lo + chunk])
+        examples = []  # only the fooling replicas' examples are kept, in replica order
+        fooled_flat = torch.zeros(len(rows), dtype=torch.bool, device=x.device)
+        for lo in range(0, len(run), chunk):
+            part = run[lo:lo + chunk]
+            found, ok = self._run_stage(x[rows[part]], y[rows[part]], eps[rows[part]],
+                                        start[part], target[part])
             examples.append(found[ok])
-            fooled.append(ok)
-        example = torch.cat(examples)
-        fooled_t = torch.cat(fooled).view(n_targets, m)
+            fooled_flat[part] = ok
+        example = torch.cat(examples) if examples else x[:0]
+        fooled_t = fooled_flat.view(n_targets, m)
         position = (fooled_t.flatten().cumsum(0) - 1).view(n_targets, m)  # row in `example`
         for t in range(n_targets):
             hit = fooled_t[t] & alive[todo]
@@ -272,6 +316,16 @@ class Ensemble(Attack):
         found = found.detach()
         # Our own check on the point we return (the library's acc is per iterate).
         return found, predict(self.model, found) != y
+
+
+def _check_in_ball(example: Tensor, x: Tensor, norm: str, eps: float) -> None:
+    """A given example counts only if it is a valid one: same shape, in [0, 1], within eps."""
+    delta = (example - x).flatten(1)
+    size = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
+    if (example.shape != x.shape or bool((size > eps * (1 + 1e-5) + 1e-7).any())
+            or bool(example.min() < 0) or bool(example.max() > 1)):
+        raise ConfigError(f"given adversarial examples at eps={eps} must have x's shape and lie "
+                          f"in [0, 1] within the {norm} eps ball around x")
 
 
 def _logits(model: nn.Module, x: Tensor, batch_size: int = 1024) -> Tensor:
@@ -309,6 +363,8 @@ def ensemble_robust(model: nn.Module, x: Tensor, y: Tensor, norm: str,
                     eps_grid: tuple[float, ...] | list[float], seed: int | None = 0, *,
                     steps: int = STEPS, targets: int | None = None,
                     proven: dict[float, Tensor] | None = None,
+                    unreachable: dict[float, Tensor] | None = None,
+                    given: dict[float, Tensor] | None = None,
                     stack_targets: bool | None = None,
                     ) -> dict[float, EnsembleResult]:
     """Every eps of a norm's grid in one stacked pass: eps -> EnsembleResult (per sample).
@@ -319,7 +375,18 @@ def ensemble_robust(model: nn.Module, x: Tensor, y: Tensor, norm: str,
     proven: eps -> bool (N,) of samples a sound certificate proves robust at that eps (e.g.
     trainables.metrics.certified_mask). They are not attacked, which changes nothing but the
     cost: no attack can fool a certified sample, and every other sample's result is the same
-    because random starts are drawn per sample."""
+    because random starts are drawn per sample.
+
+    unreachable: eps -> bool (N, classes), class j proven unable to overtake y anywhere in the
+    sample's ball (e.g. trainables.metrics.margin_lower_bounds(...) > 0): APGD-T skips those
+    targets (see "Unreachable targets" in the module docstring).
+
+    given: eps -> (N, ...) adversarial examples the caller already holds within the eps ball (e.g.
+    the per-epoch attack's at the same eps): a sample one of them fools is fooled, with that
+    example (fooled_by "given"), and not attacked. So the result is robust only against the
+    union of the given examples and the ensemble, and the ensemble spends its iterations on the
+    samples the cheaper attack could not fool. Every other sample's result is the same as
+    without it (per-sample random starts)."""
     check_norm(norm)
     grid = [float(e) for e in eps_grid]
     if not grid or len(set(grid)) != len(grid):
@@ -331,6 +398,15 @@ def ensemble_robust(model: nn.Module, x: Tensor, y: Tensor, norm: str,
     if proven is not None:
         attack.proven = torch.cat([proven.get(eps, torch.zeros(n, dtype=torch.bool)).to(x.device)
                                    for eps in grid])
+    if unreachable is not None:
+        classes = num_classes(model, x)
+        attack.unreachable = torch.cat([
+            unreachable.get(eps, torch.zeros(n, classes, dtype=torch.bool)).to(x.device)
+            for eps in grid])
+    if given is not None:
+        for eps, example in given.items():
+            _check_in_ball(example.to(x.device), x, norm, eps)
+        attack.given = torch.cat([given.get(eps, x).to(x.device) for eps in grid])
     x_adv = attack(x.repeat(len(grid), *([1] * (x.ndim - 1))), y.repeat(len(grid)), stacked_eps)
     with eval_mode(model):
         correct = predict(model, x_adv) == y.repeat(len(grid)).to(x_adv.device)
