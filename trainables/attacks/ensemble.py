@@ -63,9 +63,9 @@ This is the certificate's work reused by the attack, as whole certified samples 
 model the 9 targets are every wrong class, and most of them are far from a given sample (CROWN
 leaves 0.03-1.9 of the 9 live per APGD-CE survivor on the FCNs of bench/attack_strength.py at the
 cpu-scale eps). What it can change: a run towards an unreachable t may still end in a third class
-c (which is then reachable and has its own run); measured over bench/attack_strength.py's seven
-models (one foreign), both norms, the cpu-scale eps grids, 1,000 samples, no sample fooled by the
-full APGD-T was left robust by the pruned one (/work/exp/targets2.py's table in the issue 14 note).
+c (which is then reachable and has its own run); bench/target_pruning.py measures it: over
+bench/attack_strength.py's seven models (one foreign), both norms, the cpu-scale eps grids and
+1,000 samples, no sample fooled by the full APGD-T was left robust by the pruned one.
 
 Each stage is one APGD run, `trainables.attacks._apgd_run.apgd_single_run`: pyautoattack's
 `APGDAttack.attack_single_run` bit for bit (tested against the library) with fewer passes over
