@@ -119,6 +119,21 @@ class _Scale(nn.Module):
         return (x - 0.5) / 0.5
 
 
+def boundable(model: nn.Module) -> nn.Module:
+    """A model the linear relaxation can read, computing the same function (up to float rounding): the foreign model's
+    input scaling (x - 0.5) / 0.5 = 2x - 1, which the relaxation does not know, folded into its
+    first Linear layer (W(2x - 1) + b = 2W x + (b - W 1)). A certificate of the copy is one of the
+    model. Other models are returned as they are."""
+    if not (isinstance(model, nn.Sequential) and isinstance(model[0], _Scale)):
+        return model
+    first = model[2]
+    folded = nn.Linear(first.in_features, first.out_features)
+    with torch.no_grad():
+        folded.weight.copy_(2 * first.weight)
+        folded.bias.copy_(first.bias - first.weight.sum(1))
+    return nn.Sequential(model[1], folded, *model[3:]).eval()
+
+
 def build(name: str, data, epochs: int) -> nn.Module:
     x, y = data.x_train, data.y_train
     if name == "fcn":
@@ -160,7 +175,7 @@ def compare(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, eps: 
     x_pgd = pgd(model, x, y, norm=norm, eps=eps, steps=10, restarts=1, seed=0)
     with torch.no_grad():
         correct = model(x).argmax(1) == y
-    unreachable = margin_lower_bounds(model, x, y, norm, eps) > 0
+    unreachable = margin_lower_bounds(boundable(model), x, y, norm, eps) > 0
     ens = ensemble_robust(model, x, y, norm, [eps], seed=0,
                           proven={eps: correct & unreachable.all(1)},
                           unreachable={eps: unreachable}, given={eps: x_pgd})[eps].robust
