@@ -61,11 +61,12 @@ class t maximizes f_t - f_y; where a per-class margin bound proves f_y > f_t ove
 (trainables.metrics.margin_lower_bounds > 0), that run cannot reach its target, and is not run.
 This is the certificate's work reused by the attack, as whole certified samples are: on a 10-class
 model the 9 targets are every wrong class, and most of them are far from a given sample (CROWN
-leaves 0.03-1.9 of the 9 live per APGD-CE survivor on the FCNs of bench/attack_strength.py at the
-cpu-scale eps). What it can change: a run towards an unreachable t may still end in a third class
-c (which is then reachable and has its own run); bench/target_pruning.py measures it: over
-bench/attack_strength.py's seven models (one foreign), both norms, the cpu-scale eps grids and
-1,000 samples, no sample fooled by the full APGD-T was left robust by the pruned one.
+leaves 0.01-2.0 of the 9 reachable per APGD-CE survivor on the FCNs of bench/attack_strength.py
+at the cpu-scale eps). What it can change: a run towards an unreachable t may still end in a third
+class c (which is then reachable and has its own run); bench/target_pruning.py measures it: over
+six of bench/attack_strength.py's models (one foreign), both norms, the cpu-scale eps grids and
+1,000 samples, no sample fooled by the full APGD-T was left robust by the pruned one (see its
+docstring).
 
 Each stage is one APGD run, `trainables.attacks._apgd_run.apgd_single_run`: pyautoattack's
 `APGDAttack.attack_single_run` bit for bit (tested against the library) with fewer passes over
