@@ -53,6 +53,13 @@ class TrimFinishedTrials(Callback):
         if isinstance(getattr(meta, "metric_n_steps", None), dict):
             meta.metric_n_steps = RefillingWindows(getattr(meta, "_n_steps", (5, 10)))
         last = getattr(meta, "last_result", None)
+        if isinstance(last, dict) and any(k != "trial_id" for k in last):
+            # Tune gives each trial started on an actor the future of that actor's default
+            # metrics (Trial.set_ray_actor), read only while the trial has no result of its own.
+            # Unread, the ObjectRef keeps its value and task alive in Ray's core worker for the
+            # whole run: ~2.5 KB of driver memory per trial (bench/driver_memory.py).
+            if getattr(trial, "_default_result_or_future", None) is not None:
+                trial._default_result_or_future = None
         if isinstance(last, dict):
             # Setting it also drops run_metadata's cached JSON of the untrimmed state.
             meta.last_result = _scalars(last)

@@ -112,3 +112,15 @@ def test_errored_trials_are_trimmed_too_and_a_foreign_object_is_left_alone():
 def test_it_pickles_with_the_experiment():
     trim = pickle.loads(pickle.dumps(TrimFinishedTrials(keep=("spectral_comp",))))
     assert "spectral_comp" in trim.keep and sys.getsizeof(trim.keep) < 10_000
+
+
+def test_a_finished_trial_that_reported_drops_its_default_metrics_future():
+    trial = finished_trial(1)
+    trial._default_result_or_future = future = object()  # stands in for an unread ObjectRef
+    TrimFinishedTrials().on_trial_complete(0, [trial], trial)
+    assert trial._default_result_or_future is None
+    # A trial without a result of its own keeps it: Tune's last_result falls back on it.
+    silent = FakeTrial()
+    silent._default_result_or_future = future
+    TrimFinishedTrials().on_trial_error(0, [silent], silent)
+    assert silent._default_result_or_future is future
