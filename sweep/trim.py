@@ -61,8 +61,9 @@ class TrimFinishedTrials(Callback):
         release_free_heap()
 
     def _count_finished(self) -> None:
-        self._finished += 1
-        if self._finished % self.release_every == 0:
+        # getattr: one unpickled from an older tuner.pkl (Tuner.restore) lacks both attributes.
+        self._finished = getattr(self, "_finished", 0) + 1
+        if self._finished % getattr(self, "release_every", RELEASE_EVERY) == 0:
             release_free_heap()
 
     def trim(self, trial: Any) -> None:

@@ -151,3 +151,11 @@ def test_release_every_must_be_positive():
 
     with pytest.raises(ValueError, match="release_every must be >= 1, but got 0"):
         TrimFinishedTrials(release_every=0)
+
+
+def test_one_pickled_before_release_every_existed_still_counts():
+    trim = TrimFinishedTrials()
+    del trim.release_every, trim._finished  # as unpickled from an older tuner.pkl
+    trial = finished_trial(1)
+    trim.on_trial_complete(0, [trial], trial)
+    assert trim._finished == 1
