@@ -81,7 +81,7 @@ class TrimFinishedTrials(Callback):
             # Tune gives each trial started on an actor the future of that actor's default
             # metrics (Trial.set_ray_actor), read only while the trial has no result of its own.
             # Unread, the ObjectRef keeps its value and task alive in Ray's core worker for the
-            # whole run: ~2.5 KB of driver memory per trial (bench/driver_memory.py).
+            # whole run (2,000 trials of bench/driver_memory.py: ~5 MiB less peak, near noise).
             if getattr(trial, "_default_result_or_future", None) is not None:
                 trial._default_result_or_future = None
         if isinstance(last, dict):
