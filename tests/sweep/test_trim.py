@@ -112,3 +112,50 @@ def test_errored_trials_are_trimmed_too_and_a_foreign_object_is_left_alone():
 def test_it_pickles_with_the_experiment():
     trim = pickle.loads(pickle.dumps(TrimFinishedTrials(keep=("spectral_comp",))))
     assert "spectral_comp" in trim.keep and sys.getsizeof(trim.keep) < 10_000
+
+
+def test_a_finished_trial_that_reported_drops_its_default_metrics_future():
+    trial = finished_trial(1)
+    trial._default_result_or_future = future = object()  # stands in for an unread ObjectRef
+    TrimFinishedTrials().on_trial_complete(0, [trial], trial)
+    assert trial._default_result_or_future is None
+    # A trial without a result of its own keeps it: Tune's last_result falls back on it.
+    silent = FakeTrial()
+    silent._default_result_or_future = future
+    TrimFinishedTrials().on_trial_error(0, [silent], silent)
+    assert silent._default_result_or_future is future
+
+
+def test_the_free_heap_goes_back_every_release_every_trials_and_at_the_end(monkeypatch):
+    import sweep.trim as trim_module
+
+    calls = []
+    monkeypatch.setattr(trim_module, "release_free_heap", lambda: calls.append(1))
+    trim = TrimFinishedTrials(release_every=3)
+    for n in range(7):
+        trial = finished_trial(1)
+        (trim.on_trial_complete if n % 2 else trim.on_trial_error)(0, [trial], trial)
+    assert len(calls) == 2  # after the 3rd and the 6th finished trial
+    trim.on_experiment_end([])
+    assert len(calls) == 3
+
+
+def test_release_free_heap_runs_on_this_platform():
+    from sweep.trim import release_free_heap
+
+    release_free_heap()  # glibc: malloc_trim; elsewhere: nothing, and no error
+
+
+def test_release_every_must_be_positive():
+    import pytest
+
+    with pytest.raises(ValueError, match="release_every must be >= 1, but got 0"):
+        TrimFinishedTrials(release_every=0)
+
+
+def test_one_pickled_before_release_every_existed_still_counts():
+    trim = TrimFinishedTrials()
+    del trim.release_every, trim._finished  # as unpickled from an older tuner.pkl
+    trial = finished_trial(1)
+    trim.on_trial_complete(0, [trial], trial)
+    assert trim._finished == 1
