@@ -14,6 +14,11 @@ checkpoints' sweep_epoch.json), so the periodic snapshot (TUNE_GLOBAL_CHECKPOINT
 So the tuner leaves num_to_keep unset and this callback does what it did: after Tune registered a
 trial's new checkpoint (on_trial_save), every registered checkpoint but the newest `keep` is
 dropped from the trial's checkpoint bookkeeping and deleted from storage; the latest one never is.
+
+A resume restarts a trial from its newest checkpoint whose epoch the store holds on disk. The
+store flushed at every forced snapshot, so that checkpoint used to exist; now the store flushes
+every few seconds, so a stale checkpoint is deleted only once the store has flushed after it went
+stale (the epoch of the newer checkpoint that replaced it is then on disk). Given no store, at once.
 """
 
 from __future__ import annotations
@@ -27,13 +32,38 @@ log = logging.getLogger(__name__)
 
 
 class KeepNewestCheckpoints(Callback):
-    def __init__(self, keep: int = 2):
+    """store: the sweep's StoreCallback (its .store is the ResultStore), or None."""
+
+    def __init__(self, keep: int = 2, store: Any = None):
         if not isinstance(keep, int) or keep < 1:
             raise ValueError(f"keep must be an integer >= 1, but got {keep!r}")
         self.keep = keep
+        self.store = store
+        self._stale: list[tuple[int, Any]] = []  # (store flushes when it went stale, checkpoint)
 
     def on_trial_save(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.prune(trial)
+        self.delete_flushed()
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if self._stale:
+            self.delete_flushed()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # After the StoreCallback (earlier in the list) closed the store, so after its last flush.
+        self.delete_flushed()
+
+    def _flushes(self) -> int | None:
+        store = getattr(self.store, "store", None)
+        return getattr(store, "flushes", None)
+
+    def delete_flushed(self) -> None:
+        """Delete the stale checkpoints the store has flushed past (all of them without one)."""
+        flushes = self._flushes()
+        due = [c for n, c in self._stale if flushes is None or n < flushes]
+        self._stale = [(n, c) for n, c in self._stale if flushes is not None and n >= flushes]
+        for checkpoint in due:
+            _delete(checkpoint)
 
     def prune(self, trial: Any) -> None:
         meta = getattr(trial, "run_metadata", None)
@@ -45,8 +75,8 @@ class KeepNewestCheckpoints(Callback):
         stale = [r for r in results[: -self.keep] if r is not latest]
         # Bookkeeping first, as Tune does: no one is handed a checkpoint being deleted.
         manager._checkpoint_results = [r for r in results if not any(r is s for s in stale)]
-        for result in stale:
-            _delete(getattr(result, "checkpoint", None))
+        flushes = self._flushes() or 0
+        self._stale += [(flushes, getattr(r, "checkpoint", None)) for r in stale]
         if callable(getattr(meta, "invalidate_cache", None)):
             meta.invalidate_cache()  # its cached JSON lists the checkpoints
         if callable(getattr(trial, "invalidate_json_state", None)):

@@ -56,15 +56,16 @@ def callbacks(launch: Launch) -> list[tune.Callback]:
     plan, options, location = launch.plan, launch.options, launch.location
     hyperparameters = plan.hyperparameters()
     run_id = location.name
+    store = StoreCallback(
+        location.store_root, run_id=run_id, space=plan.space, hyperparameters=hyperparameters
+    )
     found = [
-        StoreCallback(
-            location.store_root, run_id=run_id, space=plan.space, hyperparameters=hyperparameters
-        ),
+        store,
         ProgressCallback(list(hyperparameters), total=launch.trial_count),
         ResultFiles(),  # result.json per trial, for tune.ExperimentAnalysis users
         # What CheckpointConfig(num_to_keep) did, without its forced snapshot every
-        # CHECKPOINTS_KEPT checkpoints of a trial (sweep/keep_checkpoints.py)
-        KeepNewestCheckpoints(CHECKPOINTS_KEPT),
+        # CHECKPOINTS_KEPT checkpoints of a trial (sweep/keep_checkpoints.py); after the store.
+        KeepNewestCheckpoints(CHECKPOINTS_KEPT, store=store),
     ]
     if launch.metrics is not None:  # bound by preflight: no other process took the port since
         found.append(launch.metrics)

@@ -57,6 +57,7 @@ class ResultStore:
         self._trials_dirty = False
         self._last_flush = time.monotonic()
         self._opened = False
+        self.flushes = 0  # flush() calls so far: rows added before the n-th are on disk after it
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def open(self) -> None:
@@ -124,6 +125,7 @@ class ResultStore:
                 self._buffers[table] = []
         self._flush_trials()
         self._last_flush = time.monotonic()
+        self.flushes += 1
 
     def compact(self) -> None:
         """Merge each table's parts into one file (at the end of a run: fewer files to scan).

@@ -73,3 +73,25 @@ def test_it_pickles_with_the_experiment_and_checks_its_argument():
         assert "keep must be an integer >= 1, but got 0" in str(err)
     else:
         raise AssertionError("keep=0 accepted")
+
+
+class FakeStoreCallback:
+    class store:  # noqa: N801  (stands for StoreCallback.store, a ResultStore)
+        flushes = 0
+
+
+def test_a_stale_checkpoint_waits_for_the_stores_next_flush(tmp_path):
+    """A resume restarts from a checkpoint whose epoch the store holds: until the store flushed
+    the newer epochs, the older checkpoint is the one such a resume can use."""
+    trial, store = FakeTrial(), FakeStoreCallback()
+    callback = KeepNewestCheckpoints(2, store=store)
+    save_epochs(tmp_path, trial, callback, range(1, 5))
+    assert len(list(tmp_path.iterdir())) == 4  # nothing flushed since 1 and 2 went stale
+    store.store.flushes += 1
+    callback.on_step_end(0, [trial])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_000003", "checkpoint_000004"]
+    save_epochs(tmp_path, trial, callback, [5])
+    assert (tmp_path / "checkpoint_000003").is_dir()
+    store.store.flushes += 1
+    callback.on_experiment_end([trial])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_000004", "checkpoint_000005"]
