@@ -12,6 +12,7 @@ from typing import Any
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
 
+from sweep.keep_checkpoints import KeepNewestCheckpoints
 from sweep.metrics_export import SweepMetrics
 from sweep.preflight import Launch
 from sweep.progress import ProgressCallback
@@ -55,12 +56,16 @@ def callbacks(launch: Launch) -> list[tune.Callback]:
     plan, options, location = launch.plan, launch.options, launch.location
     hyperparameters = plan.hyperparameters()
     run_id = location.name
+    store = StoreCallback(
+        location.store_root, run_id=run_id, space=plan.space, hyperparameters=hyperparameters
+    )
     found = [
-        StoreCallback(
-            location.store_root, run_id=run_id, space=plan.space, hyperparameters=hyperparameters
-        ),
+        store,
         ProgressCallback(list(hyperparameters), total=launch.trial_count),
         ResultFiles(),  # result.json per trial, for tune.ExperimentAnalysis users
+        # What CheckpointConfig(num_to_keep) did, without its forced snapshot every
+        # CHECKPOINTS_KEPT checkpoints of a trial (sweep/keep_checkpoints.py); after the store.
+        KeepNewestCheckpoints(CHECKPOINTS_KEPT, store=store),
     ]
     if launch.metrics is not None:  # bound by preflight: no other process took the port since
         found.append(launch.metrics)
@@ -96,7 +101,9 @@ def build_tuner(
             callbacks=callbacks(launch) + list(extra_callbacks or ())
             + [TrimFinishedTrials(keep=(HEADLINE_METRIC, plan.objective))],
             failure_config=FailureConfig(max_failures=options.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+            # num_to_keep unset: with it, Tune forces an experiment snapshot about every epoch
+            # (trials checkpoint every epoch); KeepNewestCheckpoints deletes the old ones instead.
+            checkpoint_config=CheckpointConfig(num_to_keep=None),
             verbose=1 if options.verbose else 0,
         ),
     )

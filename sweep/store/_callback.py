@@ -80,10 +80,10 @@ class StoreCallback(PicklesAsArguments, Callback):
         status = schema.trial_status(trial.last_result, None, errored=True)
         self.store.set_trial(self._trial_row(trial, status, _error_line(trial)))
 
-    def get_state(self) -> None:
-        # Tune calls this right after writing its experiment snapshot: flushing here keeps the
-        # store at least as fresh as the snapshot a resumed driver starts from.
-        self.store.flush()
+    # No flush in get_state (Tune's experiment snapshot): a resume never starts from Tune's
+    # snapshot (sweep/resume.py restarts each trial from a checkpoint whose epoch the store
+    # holds), so the store need not be as fresh as it; flushing there wrote a part per table at
+    # every snapshot, and the final compaction read them all. Rows flush every flush_seconds.
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.store.close()

@@ -7,8 +7,8 @@ replays it, with the same seed and the same values) is dropped. The trials table
 trial_id; a later row (a resumed errored trial that now completes) replaces the earlier one.
 
 Cheap with thousands of trials: rows are buffered and written as one part file per table when the
-buffer is old (flush_seconds) or large (flush_rows), when Tune snapshots its experiment state
-(so everything Tune's snapshot knows about is on disk before a driver crash), and at the end.
+buffer is old (flush_seconds) or large (flush_rows), and at the end. A driver crash loses at most
+the buffer; a resume restarts each trial from a checkpoint whose epoch the store holds.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class ResultStore:
         self._trials_dirty = False
         self._last_flush = time.monotonic()
         self._opened = False
+        self.flushes = 0  # flush() calls so far: rows added before the n-th are on disk after it
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def open(self) -> None:
@@ -124,6 +125,7 @@ class ResultStore:
                 self._buffers[table] = []
         self._flush_trials()
         self._last_flush = time.monotonic()
+        self.flushes += 1
 
     def compact(self) -> None:
         """Merge each table's parts into one file (at the end of a run: fewer files to scan).
