@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 _MAX_ERROR_CHARS = 500
 
 
+# Seconds between two flushes triggered by finished trials (the regular ones: flush_seconds).
+COMPLETE_FLUSH_S = 1.0
+
+
 class StoreCallback(PicklesAsArguments, Callback):
     def __init__(
         self,
@@ -75,6 +79,10 @@ class StoreCallback(PicklesAsArguments, Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         status = schema.trial_status(trial.last_result, configured_epochs(trial.config))
         self.store.set_trial(self._trial_row(trial, status, ""))
+        # A finished trial goes to disk promptly (at most one such flush per COMPLETE_FLUSH_S):
+        # a driver killed right after keeps its rows, and a resume need not replay it. Tune's
+        # snapshots used to trigger this flush about every epoch (sweep/keep_checkpoints.py).
+        self.store.maybe_flush(COMPLETE_FLUSH_S)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         status = schema.trial_status(trial.last_result, None, errored=True)

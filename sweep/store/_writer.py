@@ -113,8 +113,11 @@ class ResultStore:
     def buffered_rows(self) -> int:
         return sum(len(b) for b in self._buffers.values())
 
-    def maybe_flush(self) -> None:
-        old = time.monotonic() - self._last_flush >= self.flush_seconds
+    def maybe_flush(self, seconds: float | None = None) -> None:
+        """Flush if the buffer is large, or holds rows (or a changed trials row) and the last
+        flush is older than `seconds` (flush_seconds by default)."""
+        limit = self.flush_seconds if seconds is None else seconds
+        old = time.monotonic() - self._last_flush >= limit
         if self.buffered_rows() >= self.flush_rows or (old and self._pending()):
             self.flush()
 
