@@ -303,3 +303,29 @@ def test_crash_while_writing_a_file_leaves_every_file_readable(tmp_path, monkeyp
             pq.read_table(path)  # raises on a truncated file
     assert scan(tmp_path, "history")["iteration"].to_list() == [1]
     assert scan(tmp_path, "trials")["status"].to_list() == ["errored"]
+
+
+def test_a_finished_trial_is_flushed_promptly_at_most_once_a_second(tmp_path):
+    """on_trial_complete flushes the trials row when the last flush is >= COMPLETE_FLUSH_S old
+    (long before flush_seconds), and not again within that second."""
+    from types import SimpleNamespace
+
+    from sweep.store._callback import COMPLETE_FLUSH_S, StoreCallback
+
+    callback = StoreCallback(str(tmp_path / "store"), run_id="r", space="s", hyperparameters={},
+                             flush_seconds=3600)
+    callback.setup()
+    store = callback.store
+
+    def finish(trial_id: str) -> None:
+        trial = SimpleNamespace(trial_id=trial_id, config={"epochs": 1, "dataset": "digits"},
+                                last_result={"iteration": 1}, num_failures=0)
+        callback.on_trial_complete(0, [], trial)
+
+    store._last_flush -= COMPLETE_FLUSH_S  # the last flush was a second ago
+    finish("t1")
+    assert store.flushes == 1 and list((tmp_path / "store").glob("trials/*.parquet"))
+    finish("t2")  # right after: waits for the regular flush
+    assert store.flushes == 1
+    callback.on_experiment_end([])
+    assert store.flushes >= 2
