@@ -40,7 +40,7 @@ from trainables.attacks import adversarial_training_batch, autoattack, ensemble_
 from trainables.compression import get_compression
 from trainables.data import load_dataset
 from trainables.errors import SweepError
-from trainables.metrics import margin_lower_bounds
+from trainables.metrics import certified_by_bounds, margin_lower_bounds
 from trainables.models import build_model
 
 MODELS = ("fcn", "rank8", "sparse", "nuclear", "at", "cnn", "foreign")
@@ -175,10 +175,10 @@ def compare(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, eps: 
     x_pgd = pgd(model, x, y, norm=norm, eps=eps, steps=10, restarts=1, seed=0)
     with torch.no_grad():
         correct = model(x).argmax(1) == y
-    unreachable = margin_lower_bounds(boundable(model), x, y, norm, eps) > 0
+    bounds = margin_lower_bounds(boundable(model), x, y, norm, eps)
     ens = ensemble_robust(model, x, y, norm, [eps], seed=0,
-                          proven={eps: correct & unreachable.all(1)},
-                          unreachable={eps: unreachable}, given={eps: x_pgd})[eps].robust
+                          proven={eps: certified_by_bounds(bounds, correct)},
+                          unreachable={eps: bounds > 0}, given={eps: x_pgd})[eps].robust
     t_ens = time.process_time() - start
     start = time.process_time()
     aa = _correct(model, autoattack(model, x, y, norm=norm, eps=eps, version="standard", seed=0),

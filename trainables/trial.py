@@ -54,6 +54,7 @@ from trainables.data import load_dataset
 from trainables.errors import CheckpointError, SweepError
 from trainables.metrics import (
     SensitivityEstimates,
+    certified_by_bounds,
     certified_radius,
     certified_radius_relaxed,
     clopper_pearson,
@@ -426,10 +427,10 @@ class Trial:
         x_cpu, y_cpu, correct = x.detach().cpu(), y.cpu(), clean_correct.cpu()
         certified, unreachable = {}, {}
         for eps in eps_grid:
-            proven = margin_lower_bounds(cpu, x_cpu, y_cpu, norm, float(eps), cfg.certify) > 0
-            # as certified_mask: correct at x and every competitor's margin bound > 0
-            certified[eps] = ((correct & proven.all(dim=1)) | (r_cert > eps).cpu()).to(x.device)
-            unreachable[eps] = proven.to(x.device)
+            bounds = margin_lower_bounds(cpu, x_cpu, y_cpu, norm, float(eps), cfg.certify)
+            certified[eps] = (certified_by_bounds(bounds, correct)
+                              | (r_cert > eps).cpu()).to(x.device)
+            unreachable[eps] = (bounds > 0).to(x.device)
         return certified, unreachable
 
     def _final_attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str,

@@ -100,6 +100,7 @@ from trainables.attacks._base import (
     check_norm,
     check_positive_int,
     eval_mode,
+    lp_norm,
     num_classes,
     predict,
 )
@@ -261,8 +262,8 @@ class Ensemble(Attack):
         replayed on the outcomes (updates x_adv, alive, fooled_by in place)."""
         todo = alive.nonzero().squeeze(1)  # (M,)
         n_targets, m = len(seeds), len(todo)
-        self.stage_sizes.append(("apgd-t", m * n_targets))
         if m == 0 or n_targets == 0:
+            self.stage_sizes.append(("apgd-t", 0))
             return
         # Replica k = t * M + i: row todo[i] against target t (order column -(t + 2)).
         rows = todo.repeat(n_targets)
@@ -272,7 +273,7 @@ class Ensemble(Attack):
         # Replicas towards an unreachable target are not run: they count as not fooling.
         live = (torch.ones_like(rows, dtype=torch.bool) if self.unreachable is None
                 else ~self.unreachable.to(x.device)[rows, target])
-        self.stage_sizes[-1] = ("apgd-t", int(live.sum()))
+        self.stage_sizes.append(("apgd-t", int(live.sum())))
         run = live.nonzero().squeeze(1)
         chunk = max(1, MAX_STACKED_ELEMENTS // max(1, x[0].numel()))
         examples = []  # only the fooling replicas' examples are kept, in replica order
@@ -321,9 +322,8 @@ class Ensemble(Attack):
 
 def _check_in_ball(example: Tensor, x: Tensor, norm: str, eps: float) -> None:
     """A given example counts only if it is a valid one: same shape, in [0, 1], within eps."""
-    delta = (example - x).flatten(1)
-    size = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
-    if (example.shape != x.shape or bool((size > eps * (1 + 1e-5) + 1e-7).any())
+    if (example.shape != x.shape
+            or bool((lp_norm(example - x, norm) > eps * (1 + 1e-5) + 1e-7).any())
             or bool(example.min() < 0) or bool(example.max() > 1)):
         raise ConfigError(f"given adversarial examples at eps={eps} must have x's shape and lie "
                           f"in [0, 1] within the {norm} eps ball around x")

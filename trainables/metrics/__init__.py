@@ -24,6 +24,7 @@ from trainables.metrics._lipschitz import head_norm, lipschitz
 from trainables.metrics._operator_norms import conv_spectral_norm_lower, op_norm
 from trainables.metrics._relax import (
     certified_accuracy_relaxed,
+    certified_by_bounds,
     certified_mask,
     certified_radius_relaxed,
     margin_lower_bounds,
@@ -35,6 +36,7 @@ __all__ = [
     "alignment_estimate_gap",
     "certified_accuracy",
     "certified_accuracy_relaxed",
+    "certified_by_bounds",
     "certified_mask",
     "certified_radius_relaxed",
     "certified_radius",

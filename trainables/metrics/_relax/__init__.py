@@ -5,6 +5,7 @@ per-sample certified radius. See _bounds.py for the threat model and the choices
 from trainables.metrics._relax._bounds import (
     METHODS,
     certified_accuracy_relaxed,
+    certified_by_bounds,
     certified_mask,
     certified_radius_relaxed,
     margin_lower_bounds,
@@ -15,6 +16,7 @@ __all__ = [
     "METHODS",
     "Chain",
     "certified_accuracy_relaxed",
+    "certified_by_bounds",
     "certified_mask",
     "certified_radius_relaxed",
     "margin_lower_bounds",

@@ -243,8 +243,13 @@ def certified_mask(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float
     """bool (N,): correctly classified at x and every margin's lower bound > 0 over the ball, so
     no x' in the ball (within [0,1]) changes the prediction."""
     bounds = margin_lower_bounds(model, x, y, norm, eps, method, **kwargs)
-    correct = logits_of(model, x.detach()).argmax(1).cpu() == y.cpu()
-    return correct & (bounds > 0).all(dim=1)
+    return certified_by_bounds(bounds, logits_of(model, x.detach()).argmax(1).cpu() == y.cpu())
+
+
+def certified_by_bounds(bounds: Tensor, correct: Tensor) -> Tensor:
+    """bool (N,) from margin_lower_bounds (N, K) and clean correctness (N,): correct and every
+    competitor's margin bound > 0 (certified_mask's rule, for callers that keep the bounds)."""
+    return correct.to(bounds.device) & (bounds > 0).all(dim=1)
 
 
 def certified_accuracy_relaxed(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float,
