@@ -64,8 +64,7 @@ def bench_space(trials: int, epochs: int) -> Space:
 def bare_trials(trials: int, epochs: int, share: int = 0, shares: int = 1,
                 budget: dict[str, float] | None = None) -> list[float]:
     """Run trials share, share + shares, ... of the bench space in this process, one thread;
-    adds each trial's final time budget (schema.TIME_BUDGET) into `budget` when given."""
-    from trainables import schema
+    adds each trial's final time budget (TIME_BUDGET) into `budget` when given."""
     from trainables.trial import Trial
 
     torch.set_num_threads(1)
@@ -77,7 +76,7 @@ def bare_trials(trials: int, epochs: int, share: int = 0, shares: int = 1,
             pass
         times.append(time.perf_counter() - t0)
         if budget is not None:
-            for key in schema.TIME_BUDGET:
+            for key in TIME_BUDGET:
                 budget[key] = budget.get(key, 0.0) + float(result.get(key, 0.0))
     return times
 
