@@ -138,7 +138,7 @@ def through_service(storage: str) -> tuple[float, float, dict, float, float]:
     return outcome.wall_seconds, ray_start, outcome.statuses, in_service, driver_cpu
 
 
-# Summed final time budgets (schema.TIME_BUDGET) of the service's trials and of the sequential
+# Summed final time budgets (schema.TIME_BUDGET) of the service's trials and of the (a2)
 # bare loop's: where a trial's time goes inside the service against outside it.
 SERVICE_BUDGET: dict[str, float] = {}
 BARE_BUDGET: dict[str, float] = {}
