@@ -18,6 +18,13 @@ After (quiet, 32 x 8, two runs): +16.5% and +5.7% against (a2): the run-to-run s
 as the goal. The last line sums the trials' own time budgets in the service and in (a2): in the
 +5.7% run every phase matched within ~1-2% except t_checkpoint (3.2 s of 122.9 trial seconds,
 the service's only in-trial cost); the rest (~4 s) is outside the trials (start, gaps, end).
+
+Where the rest goes: the last lines split (b)'s trial slots (concurrent x wall) into time in
+trials and time without one (start, gaps, end), and the machine's CPU seconds during (b) into the
+trials' actors, the driver and every other process (Ray's daemons: raylet, GCS, dashboard and
+runtime-env agents, log monitor, idle workers), sampled from /proc (ProcessCPU). On 2 cores with 2
+single-threaded trials the driver's and the daemons' CPU is taken from the trials. --concurrent 1
+leaves them a core, as a cluster's head node does.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import multiprocessing
 import os
 import resource
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -38,7 +46,7 @@ from sweep.spaces import Grid, Scale, Space, register, trial_options
 from sweep.spaces._scales import CPU
 from trainables.schema import TIME_BUDGET
 
-CONCURRENT = 2
+CONCURRENT = 2  # --concurrent
 
 
 def bench_space(trials: int, epochs: int) -> Space:
@@ -127,9 +135,11 @@ def through_service(storage: str) -> tuple[float, float, dict, float, float]:
         max_concurrent=CONCURRENT,
     )
     cpu0 = _cpu_seconds()
-    outcome = run_sweep(prepare_launch(options))
+    with ProcessCPU() as sampled:
+        outcome = run_sweep(prepare_launch(options))
     driver_cpu = _cpu_seconds() - cpu0
     ray.shutdown()
+    SERVICE_CPU.update(sampled.by_role())
     trials = pl.read_parquet(f"{outcome.store_dir}/trials/*.parquet")
     in_service = float(trials["wall_seconds"].sum())
     history = pl.read_parquet(f"{outcome.store_dir}/history/*.parquet")
@@ -144,22 +154,110 @@ SERVICE_BUDGET: dict[str, float] = {}
 BARE_BUDGET: dict[str, float] = {}
 
 
+# CPU seconds of every process during the service run, by role (ProcessCPU.by_role).
+SERVICE_CPU: dict[str, float] = {}
+
+
+class ProcessCPU:
+    """CPU seconds (user + system, from /proc) each process used while the block ran, sampled
+    every `every` seconds: the trials' actors (their title names Tune's function trainable),
+    this process (the driver) and the rest (Ray's daemons, idle workers, anything else on the
+    machine). On two cores with two single-threaded trials, every CPU second outside the trials
+    comes out of the trials' cores: that is where the service's overhead goes. Linux only;
+    empty elsewhere. A process that ends between two samples loses its last interval."""
+
+    def __init__(self, every: float = 1.0):
+        self.every = every
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.start: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+        self.titles: dict[str, set[str]] = {}
+        self.own = 0.0  # the sampler's own CPU seconds (a thread of the driver): not the service's
+        self._stop = threading.Event()
+
+    def _read(self, pid: str) -> float | None:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / self.tick  # utime + stime
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def _title(self, pid: str) -> str:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return f.read().split(b"\0")[0].decode(errors="replace")[:80]
+        except OSError:
+            return ""
+
+    def _sample(self) -> None:
+        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+            cpu = self._read(pid)
+            if cpu is None:
+                continue
+            self.start.setdefault(pid, cpu if self.last else 0.0)
+            if cpu != self.last.get(pid) or pid not in self.titles:  # a title changes by running
+                self.titles.setdefault(pid, set()).add(self._title(pid))
+            self.last[pid] = cpu
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            t0 = time.thread_time()
+            self._sample()
+            self.own += time.thread_time() - t0
+
+    def __enter__(self) -> "ProcessCPU":
+        if os.path.isdir("/proc/self"):
+            self._sample()  # the baseline: processes already running count from here
+            self._thread = threading.Thread(target=self._loop, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if os.path.isdir("/proc/self"):
+            self._stop.set()
+            self._thread.join()
+            self._sample()
+
+    def by_role(self) -> dict[str, float]:
+        roles = {"trials": 0.0, "driver": 0.0, "other": 0.0}
+        me = str(os.getpid())
+        for pid, cpu in self.last.items():
+            used = cpu - self.start.get(pid, cpu)
+            if pid == me:
+                roles["driver"] += used - self.own
+            elif any("ImplicitFunc" in t or "tune_trial" in t for t in self.titles[pid]):
+                roles["trials"] += used
+            else:
+                roles["other"] += used
+        return roles
+
+
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
+    global CONCURRENT
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="8 trials")
+    parser.add_argument(
+        "--concurrent", type=int, default=CONCURRENT,
+        help="trials at once (and processes of a2); 1 leaves a core to the driver and Ray's "
+             "daemons on a 2-core machine, as a cluster's head node would",
+    )
     parser.add_argument(
         "--skip-sequential",
         action="store_true",
         help="skip (a), the longest part at many trials; the ideal then sums (a2)'s trial times",
     )
     args = parser.parse_args()
+    if args.concurrent < 1:
+        parser.error("--concurrent must be >= 1")
+    CONCURRENT = args.concurrent
     trials = 8 if args.quick else args.trials
     register(bench_space(trials, args.epochs))
 
@@ -194,7 +292,8 @@ def main() -> None:
     )
     print(
         f"ideal (sum of trial times / {CONCURRENT}): {ideal:.1f} s; service overhead vs ideal: "
-        f"{100 * (service_wall - ideal) / ideal:+.1f}% (target < 10%)"
+        f"{100 * (service_wall - ideal) / ideal:+.1f}% (target <= 5%); (a2) vs ideal: "
+        f"{100 * (parallel_wall - ideal) / ideal:+.1f}% (what {CONCURRENT} bare processes lose)"
     )
     print(
         f"service overhead vs (a2), the parallel bare loop: "
@@ -207,6 +306,21 @@ def main() -> None:
     )
     print("time budget summed over trials, service vs (a2) [s]: " + "  ".join(
         f"{k} {SERVICE_BUDGET.get(k, 0.0):.1f}/{BARE_BUDGET.get(k, 0.0):.1f}" for k in TIME_BUDGET))
+    slots = service_wall * CONCURRENT
+    print(
+        f"(b)'s {CONCURRENT} trial slots x {service_wall:.1f} s = {slots:.1f} slot-seconds: "
+        f"{in_service:.1f} in trials (Tune's time_total_s), {slots - in_service:.1f} "
+        f"({100 * (slots - in_service) / slots:.1f}%) without one (start, gaps, end)"
+    )
+    if SERVICE_CPU:
+        cores = os.cpu_count() or 1
+        outside = SERVICE_CPU["driver"] + SERVICE_CPU["other"]
+        print(
+            f"CPU seconds during (b): trials {SERVICE_CPU['trials']:.1f}, driver "
+            f"{SERVICE_CPU['driver']:.1f}, other processes (Ray's daemons, idle workers) "
+            f"{SERVICE_CPU['other']:.1f}: outside the trials {outside:.1f} = "
+            f"{100 * outside / (service_wall * cores):.1f}% of {cores} cores x {service_wall:.1f} s"
+        )
 
 
 if __name__ == "__main__":
