@@ -30,6 +30,7 @@ leaves them a core, as a cluster's head node does.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import multiprocessing
 import os
@@ -122,7 +123,10 @@ def through_service(storage: str) -> tuple[float, float, dict, float, float]:
     from sweep.service import run_sweep
 
     t0 = time.perf_counter()
-    ray.init(num_cpus=CONCURRENT, include_dashboard=False)
+    # As sweep.service.start_ray starts it for a quiet launch (no dashboard here: the bench's
+    # options say dashboard=False), but with CONCURRENT CPUs.
+    ray.init(num_cpus=CONCURRENT, include_dashboard=False, logging_level=logging.ERROR,
+             log_to_driver=False)
     ray_start = time.perf_counter() - t0
     options = LaunchOptions(
         space="bench_overhead",
