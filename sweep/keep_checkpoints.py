@@ -4,12 +4,13 @@ forced experiment snapshots.
 Why not CheckpointConfig(num_to_keep): with it set, Tune forces a full experiment snapshot
 (trial states, searcher state, and an upload of the driver's staging directory with every trial's
 result.json and params.json) whenever a trial has checkpointed num_to_keep times since the last
-one (ray-project/ray#31613), and the driver waits for it. Trials here checkpoint every epoch, so
-that was one snapshot about every epoch, each costing more with every trial started: the main
-share of the sweep's overhead (bench/sweep_overhead.py). Tune's snapshot only serves Tune's own
-restore, which a resume never uses (sweep/resume.py rebuilds from run.json, the store and the
-checkpoints' sweep_epoch.json), so the periodic snapshot (TUNE_GLOBAL_CHECKPOINT_S, auto: at most
-~5% of the time) and the one at the end are enough.
+one (ray-project/ray#31613), and the driver waits for it. Trials here checkpointed every epoch
+(now every --checkpoint-seconds; every epoch with 0), so that was one snapshot about every
+epoch, each costing more with every trial started: the main share of the sweep's overhead
+(bench/sweep_overhead.py). Tune's snapshot only serves Tune's own restore, which a resume never
+uses (sweep/resume.py rebuilds from run.json, the store and the checkpoints' sweep_epoch.json),
+so the periodic snapshot (TUNE_GLOBAL_CHECKPOINT_S, auto: at most ~5% of the time) and the one at
+the end are enough.
 
 So the tuner leaves num_to_keep unset and this callback does what it did: after Tune registered a
 trial's new checkpoint (on_trial_save), every registered checkpoint but the newest `keep` is

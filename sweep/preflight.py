@@ -33,8 +33,9 @@ RUNTIME_FLAGS = (
     "dry_run",
     "resource_wait",
 )
-# Placement flags a resumed run may change; when not given, the run's saved values stand.
-PLACEMENT_FLAGS = ("cpus_per_trial", "gpus_per_trial", "max_failures")
+# Placement (and fault-handling) flags a resumed run may change; when not given, the run's saved
+# values stand.
+PLACEMENT_FLAGS = ("cpus_per_trial", "gpus_per_trial", "max_failures", "checkpoint_seconds")
 # A reachable Ray head answers a TCP connect at once; an unreachable one must fail in seconds,
 # not after ray.init's minutes of retries.
 ADDRESS_PROBE_TIMEOUT_S = 5.0

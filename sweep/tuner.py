@@ -49,7 +49,10 @@ def param_space(plan: Plan, search: str) -> dict[str, Any]:
 def trainable_with_resources(launch: Launch) -> Any:
     options = launch.options
     resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
-    return tune.with_resources(tune_trial, resources)
+    # --checkpoint-seconds is the sweep's, not a trial's: bound to the function, it stays out of
+    # the config, hence out of the store's hyperparameter columns, trial ids and resume entries.
+    trainable = tune.with_parameters(tune_trial, checkpoint_seconds=options.checkpoint_seconds)
+    return tune.with_resources(trainable, resources)
 
 
 def callbacks(launch: Launch) -> list[tune.Callback]:
@@ -101,8 +104,9 @@ def build_tuner(
             callbacks=callbacks(launch) + list(extra_callbacks or ())
             + [TrimFinishedTrials(keep=(HEADLINE_METRIC, plan.objective))],
             failure_config=FailureConfig(max_failures=options.max_failures),
-            # num_to_keep unset: with it, Tune forces an experiment snapshot about every epoch
-            # (trials checkpoint every epoch); KeepNewestCheckpoints deletes the old ones instead.
+            # num_to_keep unset: with it, Tune forces an experiment snapshot about every
+            # checkpoint (up to one per epoch with --checkpoint-seconds 0); KeepNewestCheckpoints
+            # deletes the old ones instead.
             checkpoint_config=CheckpointConfig(num_to_keep=None),
             verbose=1 if options.verbose else 0,
         ),

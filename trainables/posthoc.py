@@ -88,6 +88,11 @@ class PosthocTrial:
                                   f"{state.get('format')!r}")
         self.done = bool(state["done"])
 
+    @property
+    def finished(self) -> bool:
+        """Its one result was yielded (set before the yield)."""
+        return self.done
+
     def epochs(self):
         if self.done:
             return

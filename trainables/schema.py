@@ -150,7 +150,7 @@ RESULT_SCALARS: dict[str, str] = {
     "t_eval": "float64",  # per-epoch evaluation (attacks, certificates), less t_metrics
     "t_final": "float64",  # the last epoch's evaluation, less t_metrics
     "t_metrics": "float64",  # layer metrics, network summary, Lipschitz estimates
-    "t_checkpoint": "float64",  # writing checkpoints (up to the previous epoch's)
+    "t_checkpoint": "float64",  # checkpoints written, reports handed over (to the previous epoch)
 }
 # The time-budget keys of RESULT_SCALARS, in order.
 TIME_BUDGET: tuple[str, ...] = (

@@ -5,7 +5,8 @@ Contract used by sweep/ (the Ray trainable is a thin wrapper):
     trial = Trial(config_dict_or_TrialConfig)       # validates; builds data and model
     if checkpoint_dir: trial.load(checkpoint_dir)   # resume (torch.load(weights_only=True))
     for result in trial.epochs():                   # yields one dict per remaining epoch
-        trial.save(tmp_dir)                         # checkpoint = a plain dict in tmp_dir/trial.pt
+        if trial.finished or result["diverged"] or due:  # its final result, or time to save
+            trial.save(tmp_dir)                     # checkpoint = a plain dict in tmp_dir/trial.pt
         report(result)
 
 `result` holds trainables.schema.RESULT_SCALARS plus "robustness" and "layers" (lists of row
@@ -207,6 +208,13 @@ class Trial:
             ) from None
 
     # ---- the loop ---------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        """No epoch left to yield: the config's epochs done, or patience ran out (both set before
+        the yield, so a caller can checkpoint a final result). A diverged result is final too:
+        it says so itself (diverged=True)."""
+        return self.stopped or self.epoch >= self.config.epochs
+
     def epochs(self) -> Iterator[dict[str, Any]]:
         cfg = self.config
         if not self.pretrained:

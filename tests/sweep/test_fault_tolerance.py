@@ -62,7 +62,9 @@ def assert_exactly_once(store: str) -> pl.DataFrame:
 
 def test_killed_worker_resumes_from_its_checkpoint(ray_local, tmp_path):
     killer = WorkerKiller()
-    outcome = run_sweep(launch_for("test_long", tmp_path, max_failures=2), extra_callbacks=[killer])
+    # A checkpoint every epoch (smoke epochs take well under the default interval).
+    launch = launch_for("test_long", tmp_path, max_failures=2, checkpoint_seconds=0)
+    outcome = run_sweep(launch, extra_callbacks=[killer])
     assert killer.killed is not None
     trials = assert_exactly_once(outcome.store_dir)
     victim = trials.filter(pl.col("trial_id") == killer.killed[0]).to_dicts()[0]
@@ -72,7 +74,10 @@ def test_killed_worker_resumes_from_its_checkpoint(ray_local, tmp_path):
 
 
 def launcher(tmp_path: Path, *extra: str) -> subprocess.Popen:
-    args = launch_test_long(tmp_path, "--no-dashboard", "--max-concurrent", "2", *extra)
+    # --checkpoint-seconds 0: a checkpoint every epoch, so there are some to wait for and resume
+    # from (smoke epochs take well under the default interval).
+    args = launch_test_long(tmp_path, "--no-dashboard", "--max-concurrent", "2",
+                            "--checkpoint-seconds", "0", *extra)
     env = {**os.environ, "RAY_DEDUP_LOGS": "0"}
     return subprocess.Popen(
         args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -78,6 +78,9 @@ def bad_inputs(tmp_path):
         "unreachable address": [*base, "--address", "127.0.0.1:1"],
         "negative resource wait": [*base, "--resource-wait", "-1"],
         "infinite resource wait": [*base, "--resource-wait", "inf"],
+        "negative checkpoint seconds": [*base, "--checkpoint-seconds", "-1"],
+        "checkpoint seconds not a number": [*base, "--checkpoint-seconds", "often"],
+        "NaN checkpoint seconds": [*base, "--checkpoint-seconds", "nan"],
         "metrics port out of range": [*base, "--metrics-port", "70000"],
         "fractional GPUs above one": [*base, "--gpus-per-trial", "1.5"],
         "unknown flag": [*base, "--colour"],
@@ -163,14 +166,14 @@ def test_the_real_process_exits_2(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def saved_smoke_run(storage) -> None:
+def saved_smoke_run(storage, **options_kw) -> None:
     """A run directory as a launch leaves it before its first trial: run.json (no Ray needed)."""
     from sweep.options import LaunchOptions
     from sweep.preflight import prepare_launch
     from sweep.service import run_spec
 
     options = LaunchOptions(space="smoke", scale="smoke", storage=str(storage), name="r",
-                            metrics_port=0, trial_options={"epochs": 2})
+                            metrics_port=0, trial_options={"epochs": 2}, **options_kw)
     launch = prepare_launch(options)
     launch.lock.release()
     launch.location.write_run_json(run_spec(launch))
@@ -196,11 +199,22 @@ def test_resume_refuses_flags_that_change_the_plan(tmp_path, capsys):
         assert len(lines) == 1 and f"--{flag} " in lines[0] and "differs" in lines[0], lines
     # The same values again, and placement flags, are fine (the plan is the run's).
     for extra in (["--space", "smoke", "--scale", "smoke", "--set", "epochs=2"],
-                  ["--cpus-per-trial", "2", "--max-failures", "0", "--address", "auto"], []):
+                  ["--cpus-per-trial", "2", "--max-failures", "0", "--address", "auto",
+                   "--checkpoint-seconds", "0"], []):
         code, out, err = run_main(capsys, [*base, *extra])
         assert code == 0, (extra, err)
         assert "space smoke (scale smoke)" in out and "epochs=2" in out
     assert sorted(p.name for p in (tmp_path / "r").rglob("*")) == before
+
+
+def test_resume_keeps_the_runs_checkpoint_seconds_unless_given(tmp_path):
+    saved_smoke_run(tmp_path, checkpoint_seconds=3.0)
+    again = LaunchOptions(storage=str(tmp_path), name="r", resume=True, dry_run=True,
+                          metrics_port=0)
+    assert prepare_launch(again, given=["name", "storage"]).options.checkpoint_seconds == 3.0
+    changed = replace(again, checkpoint_seconds=0.0)
+    given = ["name", "storage", "checkpoint_seconds"]
+    assert prepare_launch(changed, given=given).options.checkpoint_seconds == 0.0
 
 
 def test_resource_messages_name_both_numbers(tmp_path, capsys):
