@@ -64,7 +64,8 @@ def pareto_front(
     )
     result = (
         frame
-        .join(levels, on=[*by, x], how="left", nulls_equal=True)
+        # "Add a column": the rows keep their order (polars' default join order is unspecified)
+        .join(levels, on=[*by, x], how="left", nulls_equal=True, maintain_order="left")
         .with_columns((valid & on_front).fill_null(False).alias("pareto"))
         .drop("_level_best", "_best_right")
     )

@@ -107,7 +107,7 @@ def trial_columns(tables: Tables, statuses: Sequence[str] = ANALYSED_STATUSES) -
             *[pl.col(c) for c in tables.hyperparameters if c not in ("space", "seed")],
             *COMP_MEASURES,
         )
-        .join(final_history(tables), on=_TRIAL_KEYS, how="left")
+        .join(final_history(tables), on=_TRIAL_KEYS, how="left", maintain_order="left")
     )
 
 

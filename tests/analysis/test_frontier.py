@@ -49,6 +49,16 @@ def test_pareto_front_equals_brute_force_per_group_with_ties():
     assert result["pareto"].sum() < result.height
 
 
+def test_pareto_front_keeps_the_row_order():
+    # the column is added in place: polars' join may return rows in any order unless told
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        frame = pl.DataFrame({"x": rng.random(40), "y": rng.random(40)}).with_row_index("id")
+        result = pareto_front(frame.lazy(), "x", "y").collect()
+        assert result["id"].to_list() == list(range(40))
+        assert result["pareto"].to_list() == brute_force_pareto(frame["x"].to_list(), frame["y"].to_list())
+
+
 def test_pareto_front_without_groups_skips_nan():
     frame = pl.DataFrame({"x": [0.1, 0.5, 0.9, float("nan"), 0.5], "y": [0.9, 0.7, 0.2, 1.0, 0.6]})
     assert pareto_front(frame.lazy(), "x", "y").collect()["pareto"].to_list() == [
