@@ -172,7 +172,7 @@ def radius_comparison(final: pl.LazyFrame, level: float = 0.95) -> pl.DataFrame:
     if not all(c in frame.columns for c in needed):
         return pl.DataFrame()
     # Radii are per (trial, norm): the same on every eps row.
-    per_trial = (frame.group_by("run_id", "trial_id", "norm")
+    per_trial = (frame.group_by("run_id", "trial_id", "norm", maintain_order=True)
                  .agg(pl.col(needed).fill_nan(None).max()))
     rows = []
     for norm in sorted(per_trial["norm"].unique().to_list()):

@@ -19,7 +19,7 @@ def posthoc_table(final: pl.DataFrame) -> pl.DataFrame:
     if "keep_frac" not in final.columns or "compression" not in final.columns:
         return pl.DataFrame()
     table = (
-        final.group_by("norm", "eps", "compression", "keep_frac")
+        final.group_by("norm", "eps", "compression", "keep_frac", maintain_order=True)
         .agg(pl.col("robust_acc").mean(), pl.col("certified_acc").mean(),
              pl.col("clean_acc").mean(), pl.len().alias("trials"))
         .with_columns(

@@ -52,7 +52,7 @@ def trial_statistics(
     return (
         tables.layers
         .filter(pl.col("iteration") == pl.col("iteration").max().over(_TRIAL))
-        .group_by(_TRIAL)
+        .group_by(_TRIAL, maintain_order=True)
         .agg(*[pl.col(column).mean().alias(name) for name, column in columns.items()])
         .join(analysed, on=_TRIAL, how="inner")
         .sort(_TRIAL)

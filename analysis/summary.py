@@ -186,7 +186,8 @@ def _config_means(part: pl.DataFrame, config: list[str], measure: str,
              pl.col("_samples").sum().alias("_n")]
     by = config or ["knob"]
     least_first = COMPRESSIBLE_DIRECTION[measure] < 0  # a ratio: the largest is least compressed
-    table = part.group_by(by).agg(aggs).sort(measure, descending=least_first)
+    table = (part.group_by(by, maintain_order=True).agg(aggs)
+             .sort([measure, *by], descending=[least_first] + [False] * len(by)))
     if has_interval:
         table = table.rename(dict(zip(INTERVAL_COLUMNS, ("ra_lo", "ra_hi"))))
         return table.drop("_k", "_n")

@@ -119,13 +119,13 @@ def final_robustness(
     accuracy), with that row's interval, sample count and name (strongest_attack); certified_acc
     and certified_acc_relaxed the highest certificates, measured_gap the largest CE gap; UAP rows
     excluded. Columns a store predates read as null (NaN "not computed" too)."""
-    strongest = pl.col("robust_acc")
+    strongest = [pl.col("robust_acc"), pl.col("attack")]  # a tie goes to the first name, always
     return (
         tables.robustness
         .filter(pl.col("attack") != UAP_ATTACK)
         .filter(pl.col("iteration") == pl.col("iteration").max().over(_TRIAL_KEYS))
         .with_columns(pl.col(c).fill_nan(None) for c in _NAN_IS_NULL)
-        .group_by([*_TRIAL_KEYS, "iteration", "norm", "eps"])
+        .group_by([*_TRIAL_KEYS, "iteration", "norm", "eps"], maintain_order=True)
         .agg(
             pl.col("robust_acc").min(),
             *[pl.col(c).sort_by(strongest).first() for c in _OF_STRONGEST],
@@ -146,6 +146,9 @@ def final_robustness(
         )
         .join(trial_columns(tables, statuses), on=_TRIAL_KEYS, how="inner")
         .with_columns((pl.col("robust_acc") / pl.col("clean_acc")).alias("ra_over_sa"))
+        # group_by's order is arbitrary; a fixed one makes every float sum downstream, and so
+        # the report, the same bytes from the same store
+        .sort([*_TRIAL_KEYS, "norm", "eps"])
     )
 
 
@@ -168,7 +171,7 @@ def seed_means(
     by = list(by)
     return (
         frame
-        .group_by(by)
+        .group_by(by, maintain_order=True)
         .agg(
             pl.len().alias("n_seeds"),
             *[pl.col(v).mean().alias(v) for v in values],
