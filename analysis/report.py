@@ -10,7 +10,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import scipy
 
 from analysis import interactive, plots
 from analysis._cli import OneLineParser, fail
@@ -117,12 +119,29 @@ def write_report(run_dir: str | os.PathLike[str], n_boot: int = 200, seed: int =
     title = f"Compressibility vs robustness: {', '.join(r.run_id for r in tables.runs)}"
     spec = tables.runs[0].spec
     intro = [(f"space {spec.get('space', '?')}, scale {spec.get('scale', '?')}; "
-             f"run directory {run_dir}. Accuracies are fractions in [0, 1].")]
+             f"run directory {run_dir}. Accuracies are fractions in [0, 1]."),
+             *[provenance(run.run_id, run.spec) for run in tables.runs]]
     (out.root / "report.md").write_text(markdown(title, intro, sections))
     index = out.root / "index.html"
     head = interactive.script_tag() if final.height else ""
     index.write_text(html_page(title, intro, sections, head=head))
     return index
+
+
+def provenance(run_id: str, spec: dict) -> str:
+    """One sentence: the code and libraries that produced a run (run.json's "environment", written
+    at launch by trainables.provenance) and those that analysed it."""
+    analysed = (f"analysed with polars {pl.__version__}, numpy {np.__version__}, "
+                f"scipy {scipy.__version__}")
+    env = spec.get("environment")
+    if not isinstance(env, dict):
+        return f"Run {run_id}: its run.json records no environment (an older launch); {analysed}."
+    code = env.get("code") or {}
+    commit = f"code {str(code['commit'])[:12]}" if code.get("commit") else "code outside git"
+    if code.get("dirty"):
+        commit += " with uncommitted changes"
+    packages = ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v)
+    return (f"Run {run_id}: {commit}, python {env.get('python', '?')}, {packages}; {analysed}.")
 
 
 def _check_writable(root: Path) -> None:

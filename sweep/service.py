@@ -11,6 +11,7 @@ from typing import Any
 
 from sweep.embedded import LOOPBACK, loopback_only, record_session, stop_stale_sessions
 from sweep.preflight import Launch, check_cluster_fits
+from trainables.provenance import environment
 from trainables.errors import SweepError
 
 # Tune's per-trial JSON/CSV/TensorBoard loggers would write every result a second time;
@@ -184,6 +185,7 @@ def run_spec(launch: Launch) -> dict[str, Any]:
         "fixed": dict(plan.fixed),
         "params": {k: p.describe() for k, p in plan.params.items()},
         "options": launch.options.to_dict(),
+        "environment": environment(),  # the launching process's; a resume keeps the first
     }
 
 

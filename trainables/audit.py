@@ -7,7 +7,8 @@ The Python entry point is `audit(model, x, y, ...) -> dict` (same keys as --json
 pixel inputs in [0, 1] to logits and normalizes itself; trainables.models.adapter gives it our
 model protocol so the project's own metric functions measure it. What cannot be measured for a
 given model (a layer type without a Lipschitz rule, an output not produced by a Linear head) is
-listed under "skipped" with the reason, and the rest is still reported.
+listed under "skipped" with the reason, and the rest is still reported. "environment" names the
+code's commit and the library versions (trainables.provenance).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from trainables.config import ATTACKS
 from trainables.errors import ConfigError, SweepError
+from trainables.provenance import environment
 from trainables.schema import NORMS
 
 # The final evaluation protocol (APGD-CE + APGD-T at AutoAttack's budgets, trainables.attacks).
@@ -135,6 +137,7 @@ def audit(
         "lipschitz": lips,
         "skipped": skipped,
         "seconds": time.perf_counter() - start,
+        "environment": environment(),  # the code and library versions behind these numbers
     }
 
 

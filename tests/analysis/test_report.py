@@ -11,9 +11,10 @@ import matplotlib.image
 import polars as pl
 import pytest
 
-from analysis.report import main, write_report
+from analysis.report import main, provenance, write_report
 from tests.analysis.conftest import synthetic_run, write_store
 from trainables import schema
+from trainables.provenance import environment
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PLAIN_FIGURES = {
@@ -64,6 +65,17 @@ def test_plain_run_report(plain_report):
     assert {"lip", "head", "layer0", "layer1", "align_est_gap"} <= set(factors["factor"])
     trend = pl.read_csv(tables / "trend.csv")
     assert set(trend.filter(pl.col("measure") == "spectral_l1l2")["predicted"]) == {1}
+
+
+def test_the_report_names_the_code_and_libraries_behind_each_run(plain_report):
+    # the fixture's run.json predates the record; a launch's has it (tests/sweep/test_launch.py)
+    assert "its run.json records no environment" in (plain_report.parent / "report.md").read_text()
+    env = environment()
+    env["code"] = {"commit": "0123456789abcdef", "dirty": True}
+    line = provenance("r1", {"environment": env})
+    assert line.startswith("Run r1: code 0123456789ab with uncommitted changes, python ")
+    assert f"torch {env['packages']['torch']}" in line
+    assert f"analysed with polars {pl.__version__}" in line
 
 
 def test_the_same_store_gives_the_same_report_bytes(plain_report, run_dir):

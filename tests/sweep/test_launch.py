@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
@@ -177,6 +178,15 @@ def saved_smoke_run(storage, **options_kw) -> None:
     launch = prepare_launch(options)
     launch.lock.release()
     launch.location.write_run_json(run_spec(launch))
+
+
+def test_run_json_records_the_environment(tmp_path):
+    import torch
+
+    saved_smoke_run(tmp_path)
+    env = json.loads((tmp_path / "r" / "run.json").read_text())["environment"]
+    assert env["packages"]["torch"] == torch.__version__
+    assert env["python"] == sys.version.split()[0]
 
 
 def test_resume_refuses_flags_that_change_the_plan(tmp_path, capsys):

@@ -138,6 +138,7 @@ def test_cli_matches_the_projects_metrics(saved, name):
         logits = model(x)
     correct = logits.argmax(1) == y
     assert out["n_eval"] == N_EVAL
+    assert out["environment"]["packages"]["torch"] == torch.__version__
     assert out["clean_acc"] == pytest.approx(correct.double().mean().item())
     assert out["clean_acc"] > 0.5  # trained: the comparisons below are not between zeros
     expected_layers = layer_metrics(ours)
