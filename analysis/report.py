@@ -33,6 +33,7 @@ from analysis.summary import (
     CONTRADICTS,
     HOLDS,
     INCONCLUSIVE,
+    REFERENCE,
     comp_measure,
     eval_count,
     headline_measure,
@@ -192,6 +193,7 @@ def _findings(tables: Tables, final: pl.DataFrame, settings: list[str], measure:
                                 secondary=comp)
     tally = {v: effects.filter(pl.col("verdict") == v).height
              for v in (HOLDS, CONTRADICTS, INCONCLUSIVE)} if effects.height else {}
+    references = effects.filter(pl.col("verdict") == REFERENCE).height if effects.height else 0
     counted = (f"RA intervals: 95% Clopper-Pearson on {n_eval} attacked samples per trial; a "
                "configuration with several seeds shows the mean of its trials' interval ends"
                if n_eval else
@@ -211,8 +213,11 @@ def _findings(tables: Tables, final: pl.DataFrame, settings: list[str], measure:
          f"interval). {axis}, inconclusive otherwise. A knob of the other family is judged on "
          "its own count (spectral knobs: spectral_l1l2; neuron knobs: neuron_l1l2_l1 under "
          "L-inf, neuron_l1l2_l2 under L2; the measure column says which). Verdicts: "
-         + ", ".join(f"{n} {v}" for v, n in tally.items()) + f". {counted}. Each line: RA of "
-         "the least compressed configuration -> RA of the most compressed."),
+         + ", ".join(f"{n} {v}" for v, n in tally.items())
+         + (f"; {references} reference row(s), with one configuration (the uncompressed "
+            "baseline or a single strength) and so no trend to test" if references else "")
+         + f". {counted}. Each line: RA of the least compressed configuration -> RA of the most "
+         "compressed."),
         *[sentence(row, n_eval) for row in effects.iter_rows(named=True)],
     ]
     shown = effects.select([c for c in effects.columns if not c.endswith("_trial")

@@ -30,6 +30,9 @@ from trainables.variants import RAISES
 
 DEFAULT_OBJECTIVE = "spectral_comp"
 HOLDS, CONTRADICTS, INCONCLUSIVE = "holds", "contradicts", "inconclusive"
+# One configuration (the uncompressed baseline, or a knob swept at a single strength): a level to
+# compare against, with no trend to test, so never counted as an inconclusive test.
+REFERENCE = "reference"
 # Columns another part of the store may carry with a per-row interval / sample count; used when
 # present, computed here otherwise.
 INTERVAL_COLUMNS = ("robust_acc_lo", "robust_acc_hi")
@@ -136,7 +139,8 @@ def effect_table(
     the seed mean of `measure`, in its COMPRESSIBLE_DIRECTION), the seed-pooled RA of each with a
     Clopper-Pearson interval (on n_eval samples per trial; the store's robust_acc_lo/hi averaged
     over seeds when it has them), the change, Spearman rho across trials with its Fisher-z
-    interval, the predicted sign and the verdict. `secondary` (e.g. comp at kappa) is reported at
+    interval, the predicted sign and the verdict (REFERENCE for a group with one configuration).
+    `secondary` (e.g. comp at kappa) is reported at
     both ends as least_/most_secondary when given and present."""
     predicted = predicted_sign(measure)
     if secondary == measure or (secondary is not None and secondary not in final.columns):
@@ -152,7 +156,8 @@ def effect_table(
         per_config = _config_means(part, config, measure, n_eval, secondary)
         least, most = per_config.row(0, named=True), per_config.row(-1, named=True)
         corr = spearman(part[measure].to_numpy(), part["robust_acc"].to_numpy(), level)
-        if per_config.height < 2:  # one configuration: its seeds differ by noise, not by knob
+        single = per_config.height < 2  # one configuration: its seeds differ by noise, not knob
+        if single:
             corr = replace(corr, r=math.nan, ci_low=math.nan, ci_high=math.nan)
         rows.append(
             dict(zip(group, key))
@@ -161,7 +166,8 @@ def effect_table(
             | {f"most_{k}": v for k, v in _end(most, measure, secondary).items()}
             | {"ra_change": most["robust_acc"] - least["robust_acc"]}
             | {"rho": corr.r, "rho_lo": corr.ci_low, "rho_hi": corr.ci_high,
-               "predicted": predicted, "verdict": verdict(corr.ci_low, corr.ci_high, predicted)}
+               "predicted": predicted,
+               "verdict": REFERENCE if single else verdict(corr.ci_low, corr.ci_high, predicted)}
         )
     return pl.DataFrame(rows).with_columns(
         pl.lit(measure).alias("measure"), pl.lit(secondary, dtype=pl.String).alias("secondary"))
@@ -236,6 +242,9 @@ def sentence(row: dict[str, Any], n_eval: int | None) -> str:
         if secondary:
             text += f" ({secondary} {_fmt(row[f'{end}_secondary'])})"
         ends.append(text)
+    if row["verdict"] == REFERENCE:
+        return (f"{where}: RA {ends[0]}; one configuration, nothing varies to correlate "
+                f"(n={row['n_trials']}): {REFERENCE}")
     rho_interval = _interval(row["rho_lo"], row["rho_hi"])
     if row["n_trials"] < 4 and rho_interval == "[no interval]":
         rho_interval = "[no interval: an interval needs at least 4 trials]"

@@ -4,6 +4,8 @@ them on the non-saturating l1/l2 axis."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import polars as pl
 import pytest
@@ -12,10 +14,12 @@ from scipy import stats as sps
 from analysis.report import write_report
 from analysis.stats import clopper_pearson
 from analysis.summary import (
+    REFERENCE,
     effect_table,
     knob_effect_table,
     pareto_trials,
     predicted_sign,
+    sentence,
     verdict,
 )
 from tests.analysis.conftest import N_EVAL
@@ -196,3 +200,17 @@ def test_each_knob_is_judged_on_its_own_family_in_a_mixed_space():
     assert rows["group_lasso"]["verdict"] == "holds"
     assert effect_table(neuron, "spectral_l1l2", ["space", "strength"],
                         n_eval=100).row(0, named=True)["verdict"] == "inconclusive"
+
+
+def test_one_configuration_is_a_reference_not_an_inconclusive_test():
+    # the uncompressed baseline: seeds of one configuration differ by noise, not by compression
+    final = _final(-0.6, n_configs=2, seeds=5).filter(pl.col("strength") == 0.0)
+    row = effect_table(final, "spectral_comp", ["space", "strength"], n_eval=100).row(
+        0, named=True)
+    assert row["n_configs"] == 1 and row["n_trials"] == 5
+    assert row["verdict"] == REFERENCE and math.isnan(row["rho"])
+    assert sentence(row, 100).endswith("(n=5): reference")
+    assert "->" not in sentence(row, 100)
+    two = effect_table(_final(-0.6, n_configs=2, seeds=2), "spectral_comp",
+                       ["space", "strength"], n_eval=100).row(0, named=True)
+    assert two["verdict"] == "inconclusive"  # two configurations are a test, if a weak one
