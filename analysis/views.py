@@ -160,6 +160,7 @@ def uap_robustness(tables: Tables, statuses: Sequence[str] = ANALYSED_STATUSES) 
         .filter(pl.col("iteration") == pl.col("iteration").max().over(_TRIAL_KEYS))
         .select(*_TRIAL_KEYS, "norm", "eps", "fooling_rate", "robust_acc")
         .join(trial_columns(tables, statuses), on=_TRIAL_KEYS, how="inner")
+        .sort([*_TRIAL_KEYS, "norm", "eps"])  # a fixed order, as final_robustness's
     )
 
 

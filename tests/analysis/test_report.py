@@ -78,22 +78,28 @@ def test_the_report_names_the_code_and_libraries_behind_each_run(plain_report):
     assert f"analysed with polars {pl.__version__}" in line
 
 
+def report_files(index):
+    root = index.parent
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def changed_files(before, after):
+    assert sorted(before) == sorted(after)
+    return [str(name) for name in before if before[name] != after[name]]
+
+
 def test_the_same_store_gives_the_same_report_bytes(plain_report, run_dir):
     # polars' group_by and join orders are arbitrary, and a float sum in another order differs in
     # its last bits: the views fix every order, so a report can be diffed and cited
-    def files():
-        root = plain_report.parent
-        return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-    before = files()
+    before = report_files(plain_report)
     assert write_report(run_dir, n_boot=20) == plain_report
-    after = files()
-    assert sorted(before) == sorted(after)
-    assert [str(name) for name in before if before[name] != after[name]] == []
+    assert changed_files(before, report_files(plain_report)) == []
 
 
 def test_uap_run_report_adds_settings_and_control(uap_run_dir):
     index = write_report(uap_run_dir, n_boot=10)
+    before = report_files(index)
+    assert changed_files(before, report_files(write_report(uap_run_dir, n_boot=10))) == []
     html = check_report(index, PLAIN_FIGURES | {"uap", "frontier_per_setting"})
     assert "weight_scale" in html and "at_eps" in html
 
