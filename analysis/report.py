@@ -191,9 +191,15 @@ def _findings(tables: Tables, final: pl.DataFrame, settings: list[str], measure:
     n_eval = eval_count(tables)
     effects = knob_effect_table(final, measure, config_columns(tables), settings, n_eval,
                                 secondary=comp)
-    tally = {v: effects.filter(pl.col("verdict") == v).height
-             for v in (HOLDS, CONTRADICTS, INCONCLUSIVE)} if effects.height else {}
+    def tally(column: str) -> str:
+        return ", ".join(f"{effects.filter(pl.col(column) == v).height} {v}"
+                         for v in (HOLDS, CONTRADICTS, INCONCLUSIVE))
+
     references = effects.filter(pl.col("verdict") == REFERENCE).height if effects.height else 0
+    tests = effects["family_tests"][0] if effects.height else 0
+    family = (f" Family-wise over the {tests} tests (Bonferroni: each rho interval at "
+              f"{100 - 5 / tests:.3g}%): {tally('verdict_family')}; a sentence says where the "
+              "two readings differ." if tests > 1 else "")
     counted = (f"RA intervals: 95% Clopper-Pearson on {n_eval} attacked samples per trial; a "
                "configuration with several seeds shows the mean of its trials' interval ends"
                if n_eval else
@@ -213,10 +219,10 @@ def _findings(tables: Tables, final: pl.DataFrame, settings: list[str], measure:
          f"interval). {axis}, inconclusive otherwise. A knob of the other family is judged on "
          "its own count (spectral knobs: spectral_l1l2; neuron knobs: neuron_l1l2_l1 under "
          "L-inf, neuron_l1l2_l2 under L2; the measure column says which). Verdicts: "
-         + ", ".join(f"{n} {v}" for v, n in tally.items())
+         + (tally("verdict") if effects.height else "none")
          + (f"; {references} reference row(s), with one configuration (the uncompressed "
             "baseline or a single strength) and so no trend to test" if references else "")
-         + f". {counted}. Each line: RA of the least compressed configuration -> RA of the most "
+         + f".{family} {counted}. Each line: RA of the least compressed configuration -> RA of the most "
          "compressed."),
         *[sentence(row, n_eval) for row in effects.iter_rows(named=True)],
     ]

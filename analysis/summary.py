@@ -70,15 +70,34 @@ def knob_axis(knob: str, norm: str, default: tuple[str, str]) -> tuple[str, str]
 
 def knob_effect_table(final: pl.DataFrame, measure: str, config: Sequence[str],
                       settings: Sequence[str] = (), n_eval: int | None = None,
-                      secondary: str | None = None) -> pl.DataFrame:
+                      secondary: str | None = None, level: float = 0.95) -> pl.DataFrame:
     """effect_table with each (knob, norm) on knob_axis; `measure` / `secondary` for the rest.
-    Knobs whose axis the store lacks (a store before schema 3) stay on `measure`."""
+    Knobs whose axis the store lacks (a store before schema 3) stay on `measure`.
+
+    Every row is one test of the prediction, so the table also carries the family-wise reading:
+    with m rows that have an interval (family_tests), rho_lo_family / rho_hi_family are the
+    Bonferroni intervals at level 1 - (1 - level) / m and verdict_family their verdict, so a
+    'holds' or 'contradicts' there is not one of the m chances for a 5% false alarm."""
+    table = _knob_effects(final, measure, config, settings, n_eval, secondary, level)
+    if table.height == 0:
+        return table
+    tests = int(table["rho_lo"].is_not_nan().sum())
+    strict = (_knob_effects(final, measure, config, settings, n_eval, secondary,
+                            1 - (1 - level) / tests) if tests > 1 else table)
+    return table.with_columns(
+        strict["rho_lo"].alias("rho_lo_family"), strict["rho_hi"].alias("rho_hi_family"),
+        strict["verdict"].alias("verdict_family"), pl.lit(tests).alias("family_tests"))
+
+
+def _knob_effects(final: pl.DataFrame, measure: str, config: Sequence[str],
+                  settings: Sequence[str], n_eval: int | None, secondary: str | None,
+                  level: float) -> pl.DataFrame:
     parts = []
     for (knob_name, norm), part in final.partition_by(["knob", "norm"], as_dict=True).items():
         axis, second = knob_axis(knob_name, norm, (measure, secondary))
         if axis not in part.columns or not part[axis].is_finite().any():
             axis, second = measure, secondary
-        table = effect_table(part, axis, config, settings, n_eval, secondary=second)
+        table = effect_table(part, axis, config, settings, n_eval, level, second)
         if table.height:
             parts.append(table)
     if not parts:
@@ -250,11 +269,17 @@ def sentence(row: dict[str, Any], n_eval: int | None) -> str:
         rho_interval = "[no interval: an interval needs at least 4 trials]"
     side = ">" if row["predicted"] > 0 else "<"
     rho = f"rho {_fmt(row['rho'])} {rho_interval}, predicted {side} 0"
-    return f"{where}: RA {ends[0]} -> {ends[1]}; {rho} (n={row['n_trials']}): {row['verdict']}"
+    text = f"{where}: RA {ends[0]} -> {ends[1]}; {rho} (n={row['n_trials']}): {row['verdict']}"
+    family = row.get("verdict_family")
+    if family is not None and family != row["verdict"]:
+        text += (f", but {family} family-wise (Bonferroni over {row['family_tests']} tests: "
+                 f"{_interval(row['rho_lo_family'], row['rho_hi_family'])})")
+    return text
 
 
 _NOT_KEYS = {"n_trials", "n_configs", "ra_change", "rho", "rho_lo", "rho_hi", "verdict",
-             "measure", "secondary", "predicted"}
+             "measure", "secondary", "predicted", "rho_lo_family", "rho_hi_family",
+             "verdict_family", "family_tests"}
 
 
 def _fmt(value: Any) -> str:

@@ -12,7 +12,7 @@ import pytest
 from scipy import stats as sps
 
 from analysis.report import write_report
-from analysis.stats import clopper_pearson
+from analysis.stats import clopper_pearson, spearman
 from analysis.summary import (
     REFERENCE,
     effect_table,
@@ -214,3 +214,40 @@ def test_one_configuration_is_a_reference_not_an_inconclusive_test():
     two = effect_table(_final(-0.6, n_configs=2, seeds=2), "spectral_comp",
                        ["space", "strength"], n_eval=100).row(0, named=True)
     assert two["verdict"] == "inconclusive"  # two configurations are a test, if a weak one
+
+
+def test_family_wise_reading_is_bonferroni_over_the_rows_with_an_interval():
+    # three knobs: a strong trend, a weak one (holds alone at 95%, not over three tests) and one
+    # configuration; each family interval against the project's own spearman at the strict level.
+    # The weak trend's noise draw is one where the two readings differ (seed 9 of this generator).
+    rng = np.random.default_rng(9)
+    strong = _final(-0.6)
+    comp = np.linspace(0.1, 0.9, 12)
+    weak = pl.DataFrame({
+        "trial_id": [f"w{i}" for i in range(12)], "space": "x", "strength": comp,
+        "knob": "nuclear", "norm": "linf", "eps": 0.03, "seed": 0, "spectral_comp": comp,
+        "spectral_l1l2": 1.0 + 15.0 * (1.0 - comp),
+        "robust_acc": 0.5 - 0.1 * comp + rng.normal(0, 0.03, 12)})
+    single = strong.filter(pl.col("strength") == 0.0).with_columns(pl.lit("none").alias("knob"))
+    final = pl.concat([strong, weak, single], how="diagonal_relaxed")
+    table = knob_effect_table(final, "spectral_l1l2", ["space", "strength"], n_eval=100)
+    rows = {r["knob"]: r for r in table.iter_rows(named=True)}
+    assert set(table["family_tests"]) == {2}  # the single configuration has no interval
+    assert rows["none"]["verdict_family"] == REFERENCE
+    for knob in ("rank", "nuclear"):
+        part = final.filter(pl.col("knob") == knob)
+        alone = spearman(part["spectral_l1l2"].to_numpy(), part["robust_acc"].to_numpy(), 0.95)
+        strict = spearman(part["spectral_l1l2"].to_numpy(), part["robust_acc"].to_numpy(), 0.975)
+        row = rows[knob]
+        assert (row["rho_lo"], row["rho_hi"]) == pytest.approx((alone.ci_low, alone.ci_high))
+        assert (row["rho_lo_family"], row["rho_hi_family"]) == pytest.approx(
+            (strict.ci_low, strict.ci_high))
+        assert row["rho_lo_family"] <= row["rho_lo"] and row["rho_hi_family"] >= row["rho_hi"]
+        assert row["verdict_family"] == verdict(strict.ci_low, strict.ci_high, 1)
+    assert rows["rank"]["verdict_family"] == "holds"
+    assert (rows["nuclear"]["verdict"], rows["nuclear"]["verdict_family"]) == (
+        "holds", "inconclusive"), rows["nuclear"]
+    assert sentence(rows["nuclear"], 100).endswith(
+        f"holds, but inconclusive family-wise (Bonferroni over 2 tests: "
+        f"[{rows['nuclear']['rho_lo_family']:.3g}, {rows['nuclear']['rho_hi_family']:.3g}])")
+    assert "family-wise" not in sentence(rows["rank"], 100)
