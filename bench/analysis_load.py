@@ -52,22 +52,14 @@ def write_synthetic_run(run_dir: Path, rows: int, files: int, iterations: int = 
         n = count * iterations
         order = rng.permutation(n)  # rows shuffled, so "last iteration" needs real work
         trial_index = (np.arange(n) // iterations + first)[order]
+        # every contract column, read off the schema so the bench follows it as it grows
+        fill = {"float64": lambda: rng.random(n), "int64": lambda: np.zeros(n, dtype=np.int64),
+                "bool": lambda: np.zeros(n, dtype=bool), "str": lambda: np.full(n, "")}
         frame = pl.DataFrame({
             "trial_id": pl.Series(trial_ids).gather(trial_index),
             "iteration": (np.arange(n) % iterations + 1)[order],
-            "time": rng.random(n),
-            "epoch_seconds": rng.random(n),
-            "train_loss": rng.random(n),
-            "train_acc": rng.random(n),
-            "clean_acc": rng.random(n),
-            "clean_loss": rng.random(n),
-            "robust_acc": rng.random(n),
-            "neuron_comp": rng.random(n),
-            "neuron_comp_l2": rng.random(n),
-            "spectral_comp": rng.random(n),
-            "lip_linf": rng.random(n),
-            "lip_l2": rng.random(n),
-            "diverged": np.zeros(n, dtype=bool),
+            **{c: fill[t]() for c, t in schema.HISTORY_COLUMNS.items()
+               if c not in ("trial_id", "iteration")},
         }).select(list(schema.HISTORY_COLUMNS))
         frame.write_parquet(run_dir / "store" / "history" / f"part-{f:03d}.parquet")
 
