@@ -33,6 +33,7 @@ from analysis.summary import (
     CONTRADICTS,
     HOLDS,
     INCONCLUSIVE,
+    LEVEL,
     REFERENCE,
     comp_measure,
     eval_count,
@@ -198,7 +199,7 @@ def _findings(tables: Tables, final: pl.DataFrame, settings: list[str], measure:
     references = effects.filter(pl.col("verdict") == REFERENCE).height if effects.height else 0
     tests = effects["family_tests"][0] if effects.height else 0
     family = (f" Family-wise over the {tests} tests (Bonferroni: each rho interval at "
-              f"{100 - 5 / tests:.3g}%): {tally('verdict_family')}; a sentence says where the "
+              f"{100 * (1 - (1 - LEVEL) / tests):.3g}%): {tally('verdict_family')}; a sentence says where the "
               "two readings differ." if tests > 1 else "")
     counted = (f"RA intervals: 95% Clopper-Pearson on {n_eval} attacked samples per trial; a "
                "configuration with several seeds shows the mean of its trials' interval ends"
@@ -222,8 +223,8 @@ def _findings(tables: Tables, final: pl.DataFrame, settings: list[str], measure:
          + (tally("verdict") if effects.height else "none")
          + (f"; {references} reference row(s), with one configuration (the uncompressed "
             "baseline or a single strength) and so no trend to test" if references else "")
-         + f".{family} {counted}. Each line: RA of the least compressed configuration -> RA of the most "
-         "compressed."),
+         + f".{family} {counted}. Each line: RA of the least compressed configuration -> RA "
+         "of the most compressed."),
         *[sentence(row, n_eval) for row in effects.iter_rows(named=True)],
     ]
     shown = effects.select([c for c in effects.columns if not c.endswith("_trial")

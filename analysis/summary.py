@@ -33,6 +33,7 @@ HOLDS, CONTRADICTS, INCONCLUSIVE = "holds", "contradicts", "inconclusive"
 # One configuration (the uncompressed baseline, or a knob swept at a single strength): a level to
 # compare against, with no trend to test, so never counted as an inconclusive test.
 REFERENCE = "reference"
+LEVEL = 0.95  # each finding's rho interval; the family-wise ones are Bonferroni-adjusted from it
 # Columns another part of the store may carry with a per-row interval / sample count; used when
 # present, computed here otherwise.
 INTERVAL_COLUMNS = ("robust_acc_lo", "robust_acc_hi")
@@ -70,7 +71,7 @@ def knob_axis(knob: str, norm: str, default: tuple[str, str]) -> tuple[str, str]
 
 def knob_effect_table(final: pl.DataFrame, measure: str, config: Sequence[str],
                       settings: Sequence[str] = (), n_eval: int | None = None,
-                      secondary: str | None = None, level: float = 0.95) -> pl.DataFrame:
+                      secondary: str | None = None, level: float = LEVEL) -> pl.DataFrame:
     """effect_table with each (knob, norm) on knob_axis; `measure` / `secondary` for the rest.
     Knobs whose axis the store lacks (a store before schema 3) stay on `measure`.
 
@@ -159,8 +160,8 @@ def effect_table(
     Clopper-Pearson interval (on n_eval samples per trial; the store's robust_acc_lo/hi averaged
     over seeds when it has them), the change, Spearman rho across trials with its Fisher-z
     interval, the predicted sign and the verdict (REFERENCE for a group with one configuration).
-    `secondary` (e.g. comp at kappa) is reported at
-    both ends as least_/most_secondary when given and present."""
+    `secondary` (e.g. comp at kappa) is reported at both ends as least_/most_secondary when given
+    and present."""
     predicted = predicted_sign(measure)
     if secondary == measure or (secondary is not None and secondary not in final.columns):
         secondary = None

@@ -11,8 +11,8 @@ from typing import Any
 
 from sweep.embedded import LOOPBACK, loopback_only, record_session, stop_stale_sessions
 from sweep.preflight import Launch, check_cluster_fits
-from trainables.provenance import environment
 from trainables.errors import SweepError
+from trainables.provenance import environment
 
 # Tune's per-trial JSON/CSV/TensorBoard loggers would write every result a second time;
 # the Parquet store is the record. Set before Tune reads them.

@@ -56,7 +56,8 @@ def test_pareto_front_keeps_the_row_order():
         frame = pl.DataFrame({"x": rng.random(40), "y": rng.random(40)}).with_row_index("id")
         result = pareto_front(frame.lazy(), "x", "y").collect()
         assert result["id"].to_list() == list(range(40))
-        assert result["pareto"].to_list() == brute_force_pareto(frame["x"].to_list(), frame["y"].to_list())
+        expected = brute_force_pareto(frame["x"].to_list(), frame["y"].to_list())
+        assert result["pareto"].to_list() == expected
 
 
 def test_pareto_front_without_groups_skips_nan():
